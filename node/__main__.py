@@ -1,0 +1,7 @@
+"""`python -m node` runs the `bft-node` command line."""
+
+import sys
+
+from node.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Per-replica metrics (`metrics`) and the HTTP endpoints /metrics /status /healthz (`http`)."""
