@@ -1,0 +1,144 @@
+"""The client side: talk to one replica's /client route as a client principal.
+
+    async with open_client(host, port, principal="client", private_key=seed,
+                           replica="0", replica_key=replica_public_key) as link:
+        await link.send(request_bytes)
+        reply = await link.receive()
+
+The handshake proves our principal name with its Ed25519 key and checks that the other
+end holds ``replica_key`` (an impostor replica fails with HandshakeFailed
+``bad_signature``). Frames are binary and at most ``max_frame`` bytes both ways.
+``receive`` must be called to keep reading: unread replies stay in a small queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+import trio_websocket
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from transport._ws import CONNECTION_ERRORS, close_quietly
+from transport.connector import DialSettings, authenticated
+from transport.errors import FrameTooLarge, LinkDown
+from transport.frames import (
+    CLIENT_ROUTE,
+    CLOSE_OVERSIZED,
+    CLOSE_TEXT_FRAME,
+    KIB,
+    FrameRejected,
+    check_frame,
+)
+from transport.keys import Identity
+
+
+@attrs.frozen
+class ClientConfig:
+    """Timeouts (seconds) and sizes for a client link."""
+
+    connect_timeout_s: float = 5.0
+    handshake_timeout_s: float = 5.0
+    send_timeout_s: float = 5.0
+    close_timeout_s: float = 1.0
+    max_frame: int = 64 * KIB
+    message_queue_size: int = 16
+
+
+class ClientLink:
+    """An authenticated connection to one replica's /client route."""
+
+    def __init__(
+        self,
+        ws: trio_websocket.WebSocketConnection,
+        principal: str,
+        replica: str,
+        config: ClientConfig,
+    ) -> None:
+        self._ws = ws
+        self.principal = principal
+        self.replica = replica
+        self._config = config
+
+    @property
+    def closed(self) -> bool:
+        return self._ws.closed is not None
+
+    async def send(self, data: bytes) -> None:
+        """Send one frame. Raises LinkDown if the connection is (or gets) closed.
+
+        The write is shielded from the caller's cancellation and bounded by
+        ``send_timeout_s`` instead, so a cancelled send never leaves half a frame; a send
+        that times out closes the link.
+        """
+        if len(data) > self._config.max_frame:
+            raise FrameTooLarge(len(data), self._config.max_frame)
+        timed_out = False
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(self._config.send_timeout_s) as timer:
+                try:
+                    await self._ws.send_message(bytes(data))
+                except CONNECTION_ERRORS:
+                    raise LinkDown(f"connection to replica {self.replica} is closed") from None
+            timed_out = timer.cancelled_caught
+            if timed_out:
+                await close_quietly(self._ws, 1001, None, self._config.close_timeout_s)
+        if timed_out:
+            raise LinkDown(f"send to replica {self.replica} timed out")
+
+    async def receive(self) -> bytes:
+        """The next frame from the replica. Raises LinkDown when the connection ends."""
+        try:
+            message = await self._ws.get_message()
+        except trio_websocket.ConnectionClosed as exc:
+            code = exc.reason.code if exc.reason is not None else None
+            raise LinkDown(f"replica {self.replica} closed the connection ({code})") from None
+        try:
+            return check_frame(message, self._config.max_frame)
+        except FrameRejected as exc:
+            code = CLOSE_TEXT_FRAME if exc.code == CLOSE_TEXT_FRAME else CLOSE_OVERSIZED
+            await close_quietly(self._ws, code, exc.reason, self._config.close_timeout_s)
+            raise LinkDown(f"replica {self.replica} sent a bad frame: {exc.reason}") from None
+
+    async def aclose(self) -> None:
+        await close_quietly(self._ws, 1000, None, self._config.close_timeout_s)
+
+
+Dialer = Callable[[], Awaitable[trio.abc.Stream]]
+
+
+@asynccontextmanager
+async def open_client(
+    host: str,
+    port: int,
+    *,
+    principal: str,
+    private_key: Ed25519PrivateKey | bytes,
+    replica: str,
+    replica_key: bytes,
+    config: ClientConfig | None = None,
+    dialer: Dialer | None = None,
+) -> AsyncIterator[ClientLink]:
+    """Connect, authenticate both ends, yield a ClientLink; close it on exit.
+
+    Raises OSError / trio.TooSlowError when the replica cannot be reached in
+    ``connect_timeout_s``, HandshakeFailed / Refused when authentication fails.
+    """
+    cfg = config or ClientConfig()
+    identity = Identity(principal, private_key)
+    with trio.fail_after(cfg.connect_timeout_s):
+        if dialer is not None:
+            stream = await dialer()
+        else:
+            stream = await trio.open_tcp_stream(host, port)
+    settings = DialSettings(
+        route=CLIENT_ROUTE,
+        handshake_timeout_s=cfg.handshake_timeout_s,
+        close_timeout_s=cfg.close_timeout_s,
+        max_frame=cfg.max_frame,
+        message_queue_size=cfg.message_queue_size,
+    )
+    async with authenticated(stream, identity, replica, replica_key, settings, host) as ws:
+        yield ClientLink(ws, principal, replica, cfg)
