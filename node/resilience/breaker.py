@@ -35,12 +35,15 @@ from __future__ import annotations
 
 import enum
 import math
-import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 
 from node.resilience.config import BreakerConfig
+
+if TYPE_CHECKING:
+    import random
 
 __all__ = ["BreakerStats", "CircuitBreaker", "CircuitState", "TransitionListener"]
 

@@ -1,0 +1,29 @@
+"""The interface between the consensus core and a replicated state machine.
+
+An ``App`` must be deterministic: the same operations in the same order give the same
+results, digests and snapshots on every replica. ``apply`` never raises on a bad operation;
+it returns an error result instead (the operation still counts as executed).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class App(Protocol):
+    def apply(self, op: bytes) -> bytes:
+        """Execute one operation and return its encoded result."""
+        ...
+
+    def digest(self) -> bytes:
+        """32-byte digest of the current state (equal states give equal digests)."""
+        ...
+
+    def snapshot(self) -> bytes:
+        """Canonical encoding of the whole state (equal states give equal bytes)."""
+        ...
+
+    def restore(self, snapshot: bytes) -> None:
+        """Replace the state with a ``snapshot()``; raise ``ValueError`` if malformed."""
+        ...

@@ -1,0 +1,54 @@
+"""``CoreConfig``: the protocol parameters every replica of a cluster must share."""
+
+from __future__ import annotations
+
+import attrs
+
+
+def _positive(instance: object, attribute: attrs.Attribute, value: float) -> None:  # type: ignore[type-arg]
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+@attrs.frozen
+class CoreConfig:
+    """Protocol parameters.
+
+    ``n`` replicas tolerate ``f`` Byzantine ones (``n >= 3f + 1``). A checkpoint is taken
+    every ``checkpoint_interval`` sequence numbers; the primary may run at most
+    ``watermark_window`` sequence numbers ahead of the last stable checkpoint (a multiple of
+    the interval, at least one interval). ``batch_timeout_s`` of 0 cuts a batch at once.
+    ``max_pending`` bounds the requests a replica tracks while they wait to be ordered.
+    """
+
+    n: int = 4
+    f: int = 1
+    batch_max: int = 64
+    checkpoint_interval: int = 128
+    watermark_window: int = 256
+    view_change_timeout_s: float = attrs.field(default=2.0, validator=_positive)
+    batch_timeout_s: float = 0.002
+    max_pending: int = 100_000
+
+    def __attrs_post_init__(self) -> None:
+        if self.f < 0 or self.n < 3 * self.f + 1:
+            raise ValueError(f"need n >= 3f + 1, got n={self.n} f={self.f}")
+        if self.batch_max < 1 or self.checkpoint_interval < 1 or self.max_pending < 1:
+            raise ValueError("batch_max, checkpoint_interval and max_pending must be >= 1")
+        if (
+            self.watermark_window < self.checkpoint_interval
+            or self.watermark_window % self.checkpoint_interval
+        ):
+            raise ValueError("watermark_window must be a multiple of checkpoint_interval")
+        if self.batch_timeout_s < 0:
+            raise ValueError("batch_timeout_s must be >= 0")
+
+    @property
+    def quorum(self) -> int:
+        """2f + 1."""
+        return 2 * self.f + 1
+
+    @property
+    def weak_quorum(self) -> int:
+        """f + 1."""
+        return self.f + 1

@@ -1,0 +1,467 @@
+"""``ReplicaCore``: the sans-I/O PBFT replica state machine.
+
+``core.handle(event) -> list[Action]`` is pure and deterministic: no I/O, no clock (timers
+are actions out and ``TimerFired`` events in), no randomness, dict iteration in insertion
+or sorted order only. The same events in the same order give the same actions.
+
+Protocol (Castro & Liskov, PBFT):
+
+- normal case: the primary batches requests (a batch is cut when ``batch_max`` requests
+  wait, or when the ``"batch"`` timer fires) into a signed ``PrePrepare`` for the next
+  sequence number inside the watermarks ``(h, h + watermark_window]``; backups check it
+  and broadcast ``Prepare``; ``pre-prepare + 2f prepares`` = prepared, then ``Commit``;
+  ``2f + 1`` commits = committed; batches execute in sequence order, at most once per
+  ``(client session, timestamp)``, with the last reply per session cached and resent;
+- client requests and batching (``requests.py``), checkpoints and state transfer
+  (``transfer.py``), view change (``views.py``) and crash recovery (``recovery.py``) are
+  mixed in from their modules; this module holds the state, dispatch and the normal case.
+
+Hooks for tests (the deterministic simulator plants bugs by overriding these):
+
+- ``quorum_size()``: votes for a quorum, ``2f + 1`` (prepared = pre-prepare + ``quorum_size()
+  - 1`` prepares; committed, stable checkpoint, view-change set = ``quorum_size()``);
+- ``weak_quorum_size()``: ``f + 1``, view changes from other replicas that make this one
+  join a higher view;
+- ``_digest_matches(pp)``: a pre-prepare's digest is the digest of its batch;
+- ``_valid_view_change(vc)``: the whole view-change certificate check;
+- ``_valid_new_view(nv)``: the whole new-view check; returns the ``NewViewPlan`` or ``None``;
+- ``_request_ok(request)``: the client is known and the request's signature verifies;
+- ``_execute(pp)``: executes one committed batch (at-most-once via the client table).
+
+Rejected inputs produce ``Rejected(sender, reason)`` with a reason from
+``events.REJECT_REASONS``; inputs that are merely old or duplicates are dropped silently.
+Memory is bounded: the log and votes live between the watermarks, checkpoint votes and
+view changes are capped per sender, pending requests at ``cfg.max_pending``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from node.app.base import App
+from node.consensus.checkpoints import CheckpointTracker
+from node.consensus.clients import (
+    ClientTable,
+    encode_snapshot,
+    snapshot_digest,
+)
+from node.consensus.config import CoreConfig
+from node.consensus.crypto import Signer, VerifyCache, sign_message
+from node.consensus.events import (
+    BATCH_TIMER,
+    VIEW_CHANGE_TIMER,
+    Action,
+    Broadcast,
+    CancelTimer,
+    Event,
+    MessageReceived,
+    Persist,
+    Rejected,
+    RequestReceived,
+    StartTimer,
+    TimerFired,
+)
+from node.consensus.log import EQUIVOCATION, Log, Slot
+from node.consensus.log import NEW as NEW_VOTE
+from node.consensus.messages import (
+    Checkpoint,
+    Commit,
+    NewView,
+    Prepare,
+    PreparedCert,
+    PrePrepare,
+    Request,
+    StateRequest,
+    StateResponse,
+    ViewChange,
+    batch_digest,
+)
+from node.consensus.quorum import CertContext
+from node.consensus.records import MessageRecord
+from node.consensus.recovery import RecoveryMixin
+from node.consensus.requests import RequestMixin
+from node.consensus.transfer import CheckpointMixin
+from node.consensus.views import ViewChangeMixin
+
+
+class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, RecoveryMixin):
+    def __init__(
+        self,
+        cfg: CoreConfig,
+        me: int,
+        signer: Signer,
+        replica_keys: Mapping[int, bytes],
+        client_keys: Mapping[str, bytes],
+        app: App,
+        *,
+        verify_cache: VerifyCache | None = None,
+    ) -> None:
+        if not 0 <= me < cfg.n:
+            raise ValueError(f"replica id {me} not in 0..{cfg.n - 1}")
+        missing = [i for i in range(cfg.n) if i not in replica_keys]
+        if missing:
+            raise ValueError(f"no public key for replicas {missing}")
+        self.cfg = cfg
+        self.me = me
+        self._signer = signer
+        self._replica_keys = dict(replica_keys)
+        self._client_keys = dict(client_keys)
+        self.app = app
+        self.verifier = verify_cache if verify_cache is not None else VerifyCache()
+        self._view = 0
+        self._in_vc = False
+        self._vc_target = 0
+        self._vc_failures = 0
+        self._last_executed = 0
+        self._log = Log()
+        self._clients = ClientTable()
+        genesis = encode_snapshot(app.snapshot(), self._clients)
+        self._ckpt = CheckpointTracker(
+            snapshot_digest(genesis),
+            genesis,
+            votes_per_sender=cfg.watermark_window // cfg.checkpoint_interval + 2,
+        )
+        #: latest not-yet-executed request per client session (drives the view-change timer)
+        self._pending: dict[str, Request] = {}
+        #: primary: requests to put into batches, by session, in arrival order
+        self._queue: OrderedDict[str, Request] = OrderedDict()
+        #: primary: (session, timestamp) of requests in this view's unexecuted pre-prepares
+        self._proposed: set[tuple[str, int]] = set()
+        self._next_seq = 1
+        self._timers: dict[str, bool] = {}
+        self._out: list[Action] = []
+        self._replaying = False
+        self._init_views()
+        self._init_transfer()
+
+    # --- read-only status -------------------------------------------------------------
+
+    @property
+    def view(self) -> int:
+        return self._view
+
+    @property
+    def primary(self) -> int:
+        return self._view % self.cfg.n
+
+    @property
+    def last_executed(self) -> int:
+        return self._last_executed
+
+    @property
+    def stable_checkpoint(self) -> int:
+        return self._ckpt.stable_seq
+
+    @property
+    def state_digest(self) -> bytes:
+        """The app digest after ``last_executed``."""
+        return self.app.digest()
+
+    @property
+    def in_view_change(self) -> bool:
+        return self._in_vc
+
+    @property
+    def low_watermark(self) -> int:
+        return self._ckpt.stable_seq
+
+    @property
+    def high_watermark(self) -> int:
+        return self._ckpt.stable_seq + self.cfg.watermark_window
+
+    def memory_footprint(self) -> dict[str, int]:
+        """Sizes of the bounded structures (for tests and /status debugging)."""
+        return {
+            "log_slots": len(self._log),
+            "checkpoint_votes": self._ckpt.vote_count(),
+            "own_checkpoints": len(self._ckpt.own_seqs()),
+            "pending_requests": len(self._pending),
+            "queued_requests": len(self._queue),
+            "view_change_msgs": sum(len(v) for v in self._vcs.values()),
+            "future_pre_prepares": len(self._future_pps),
+            "clients": len(self._clients),
+        }
+
+    # --- hooks for tests --------------------------------------------------------------
+
+    def quorum_size(self) -> int:
+        return 2 * self.cfg.f + 1
+
+    def weak_quorum_size(self) -> int:
+        return self.cfg.f + 1
+
+    def _digest_matches(self, pp: PrePrepare) -> bool:
+        return batch_digest(pp.batch) == pp.digest
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    def primary_of(self, view: int) -> int:
+        return view % self.cfg.n
+
+    def _emit(self, action: Action) -> None:
+        self._out.append(action)
+
+    def _persist(self, *records: Any) -> None:
+        if self._replaying or not records:
+            return
+        out = self._out
+        if out and type(out[-1]) is Persist:
+            out[-1] = Persist(out[-1].records + records)
+        else:
+            out.append(Persist(records))
+
+    def _broadcast(self, msg: Any) -> None:
+        if not self._replaying:
+            self._out.append(Broadcast(msg))
+
+    def _reject(self, sender: int | str, reason: str) -> None:
+        self._out.append(Rejected(sender, reason))
+
+    def _sign(self, msg: Any) -> Any:
+        return sign_message(msg, self._signer)
+
+    def _start_timer(self, name: str, delay_s: float) -> None:
+        self._timers[name] = True
+        self._out.append(StartTimer(name, delay_s))
+
+    def _cancel_timer(self, name: str) -> None:
+        if self._timers.get(name):
+            self._timers[name] = False
+            self._out.append(CancelTimer(name))
+
+    def _sig_ok(self, msg: Any) -> bool:
+        """The message's sender is a replica and its signature verifies."""
+        key = self._replica_keys.get(msg.sender)
+        return key is not None and self.verifier.verify_message(key, msg)
+
+    def _request_ok(self, request: Request) -> bool:
+        key = self._client_keys.get(request.principal)
+        return key is not None and self.verifier.verify_message(key, request)
+
+    def _certs(self) -> CertContext:
+        return CertContext(
+            n=self.cfg.n,
+            quorum=self.quorum_size(),
+            checkpoint_interval=self.cfg.checkpoint_interval,
+            watermark_window=self.cfg.watermark_window,
+            sig_ok=self._sig_ok,
+            digest_ok=self._digest_matches,
+        )
+
+    # --- events -----------------------------------------------------------------------
+
+    def handle(self, event: Event) -> list[Action]:
+        self._out = out = []
+        if type(event) is MessageReceived:
+            self._on_message(event.sender, event.msg)
+        elif type(event) is RequestReceived:
+            self._on_request(event.request, from_client=True)
+        elif type(event) is TimerFired:
+            self._on_timer(event.timer)
+        else:
+            raise TypeError(f"not an event: {event!r}")
+        self._out = []
+        return out
+
+    def _on_message(self, sender: int, msg: Any) -> None:
+        if type(sender) is not int or not 0 <= sender < self.cfg.n or sender == self.me:
+            self._reject(sender, "unknown_sender")
+            return
+        kind = type(msg)
+        if kind is Request:
+            self._on_request(msg, from_client=False)
+            return
+        handler = self._HANDLERS.get(kind)
+        if handler is None:
+            self._reject(sender, "unexpected_message")
+            return
+        if msg.sender != sender and kind is not NewView:  # a NewView may be relayed
+            self._reject(sender, "sender_mismatch")
+            return
+        handler(self, sender, msg)
+
+    def _on_timer(self, name: str) -> None:
+        if not self._timers.get(name):
+            return  # cancelled or unknown: a stale firing
+        self._timers[name] = False
+        if name == BATCH_TIMER:
+            self._cut_batches(force=True)
+        elif name == VIEW_CHANGE_TIMER:
+            if self._in_vc:
+                self._start_view_change(self._vc_target + 1)
+            elif self._pending:
+                self._start_view_change(self._view + 1)
+
+    # --- normal case ------------------------------------------------------------------
+
+    def _vote_view_ok(self, sender: int, view: int) -> bool | None:
+        """True: process; False: keep the vote but the view is not active; None: drop."""
+        active = self._vc_target if self._in_vc else self._view
+        if view == active:
+            return not self._in_vc
+        if view < active:
+            return None  # merely old
+        if not self._in_vc and view == self._view + 1:
+            return False  # a new view may be starting: keep for when it does
+        self._reject(sender, "wrong_view")
+        return None
+
+    def _seq_ok(self, sender: int, seq: int) -> bool:
+        if seq <= self.low_watermark:
+            return False  # merely old
+        if seq > self.high_watermark:
+            self._reject(sender, "out_of_window")
+            return False
+        return True
+
+    def _on_pre_prepare(self, sender: int, pp: PrePrepare) -> None:
+        if self._in_vc or pp.view != self._view:
+            # Not the active view: old (drop), the view being entered (keep), or wrong.
+            upcoming = self._vc_target if self._in_vc else self._view + 1
+            if pp.view < upcoming:
+                return
+            if pp.view == upcoming:
+                self._buffer_future_pre_prepare(sender, pp)
+            else:
+                self._reject(sender, "wrong_view")
+            return
+        if sender != self.primary:
+            self._reject(sender, "not_primary")
+            return
+        if not self._seq_ok(sender, pp.seq):
+            return
+        slot = self._log.slot(pp.seq)
+        held = slot.pre_prepare
+        if held is not None and held.view == pp.view and held.digest == pp.digest:
+            return  # duplicate
+        if not self._sig_ok(pp):
+            self._reject(sender, "bad_signature")
+            return
+        if not self._digest_matches(pp):
+            self._reject(sender, "digest_mismatch")
+            return
+        if held is not None and held.view == pp.view:
+            self._reject(sender, "equivocation")
+            return
+        for req in pp.batch:
+            if not self._request_ok(req):
+                self._reject(sender, "bad_signature")
+                return
+        self._accept_pre_prepare(slot, pp)
+
+    def _accept_pre_prepare(self, slot: Slot, pp: PrePrepare) -> None:
+        """Backup: log ``pp`` (already checked) and vote for it."""
+        slot.pre_prepare = pp
+        prepare = self._sign(Prepare(pp.view, pp.seq, pp.digest, self.me))
+        slot.add_prepare(prepare)
+        self._persist(MessageRecord(pp), MessageRecord(prepare))
+        self._broadcast(prepare)
+        self._check_prepared(slot)
+
+    def _on_vote(self, sender: int, vote: Prepare | Commit) -> None:
+        active = self._vote_view_ok(sender, vote.view)
+        if active is None or not self._seq_ok(sender, vote.seq):
+            return
+        is_prepare = type(vote) is Prepare
+        if is_prepare and sender == self.primary_of(vote.view):
+            self._reject(sender, "wrong_role")
+            return
+        slot = self._log.get(vote.seq)
+        index = (
+            (slot.prepare_votes if is_prepare else slot.commit_votes) if slot is not None else None
+        )
+        if index is not None and index.get((vote.view, sender)) == vote.digest:
+            return  # duplicate
+        if not self._sig_ok(vote):
+            self._reject(sender, "bad_signature")
+            return
+        slot = self._log.slot(vote.seq)
+        outcome = slot.add_prepare(vote) if is_prepare else slot.add_commit(vote)  # type: ignore[arg-type]
+        if outcome == EQUIVOCATION:
+            self._reject(sender, "equivocation")
+            return
+        if outcome != NEW_VOTE:
+            return
+        # Votes beyond the quorum that prepared or committed the slot are not needed to
+        # rebuild it after a crash: do not make storage write them.
+        if is_prepare:
+            needed = slot.prepared_view != vote.view
+        else:
+            needed = slot.committed is None or slot.committed.view != vote.view
+        if needed:
+            self._persist(MessageRecord(vote))
+        if active:
+            if is_prepare:
+                self._check_prepared(slot)
+            else:
+                self._check_committed(slot)
+
+    def _check_prepared(self, slot: Slot) -> None:
+        pp = slot.pre_prepare
+        view = self._view
+        if pp is None or pp.view != view or self._in_vc:
+            return
+        if slot.prepared_view != view:
+            needed = self.quorum_size() - 1
+            if slot.prepare_count(view, pp.digest) < needed:
+                return
+            votes = slot.prepares.get((view, pp.digest), {})
+            chosen = tuple(votes[s] for s in sorted(votes)[:needed])
+            slot.prepared_cert = PreparedCert(pp, chosen)
+            slot.prepared_view = view
+            if not slot.has_commit_from(view, self.me):
+                commit = self._sign(Commit(view, pp.seq, pp.digest, self.me))
+                slot.add_commit(commit)
+                self._persist(MessageRecord(commit))
+                self._broadcast(commit)
+        self._check_committed(slot)
+
+    def _check_committed(self, slot: Slot) -> None:
+        pp = slot.pre_prepare
+        if slot.committed is not None or pp is None or slot.prepared_view != pp.view:
+            return
+        if slot.commit_count(pp.view, pp.digest) >= self.quorum_size():
+            slot.committed = pp
+            self._execute_ready()
+
+    # --- execution --------------------------------------------------------------------
+
+    def _execute_ready(self) -> None:
+        progressed = False
+        while True:
+            slot = self._log.get(self._last_executed + 1)
+            if slot is None or slot.committed is None:
+                break
+            self._execute(slot.committed)
+            progressed = True
+            if self._last_executed % self.cfg.checkpoint_interval == 0:
+                self._take_checkpoint()
+        if progressed:
+            self._vc_failures = 0
+            self._refresh_request_timer()
+
+    def _take_checkpoint(self) -> None:
+        seq = self._last_executed
+        snapshot = encode_snapshot(self.app.snapshot(), self._clients)
+        digest = snapshot_digest(snapshot)
+        self._ckpt.record_own(seq, digest, snapshot)
+        cp = self._sign(Checkpoint(seq, digest, self.me))
+        self._ckpt.add_vote(cp)
+        self._broadcast(cp)
+        self._check_stable(seq)
+
+    _HANDLERS: dict[type, Any] = {}
+
+
+ReplicaCore._HANDLERS = {
+    PrePrepare: ReplicaCore._on_pre_prepare,
+    Prepare: ReplicaCore._on_vote,
+    Commit: ReplicaCore._on_vote,
+    Checkpoint: ReplicaCore._on_checkpoint,
+    ViewChange: ReplicaCore._on_view_change,
+    NewView: ReplicaCore._on_new_view,
+    StateRequest: ReplicaCore._on_state_request,
+    StateResponse: ReplicaCore._on_state_response,
+}

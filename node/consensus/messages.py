@@ -1,0 +1,221 @@
+"""The protocol messages, as frozen attrs classes.
+
+Every message has exactly one canonical byte encoding (see ``codec.py``). Each instance
+caches, on first use, its wire encoding (``wire``), the canonical bytes its signature
+covers (``payload``: the encoding without the signature field) and the SHA-256 of those
+(``payload_digest``), so a message that is broadcast, logged, verified and later carried
+inside a certificate is encoded and hashed once.
+
+A ``PrePrepare``'s signature covers ``(view, seq, digest, sender)`` but not the batch; the
+batch is bound to it through ``digest == batch_digest(batch)``, which every receiver checks.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+
+import attrs
+
+
+@attrs.frozen
+class _Message:
+    """Shared caching of encodings. Subclasses are the concrete messages."""
+
+    @functools.cached_property
+    def wire(self) -> bytes:
+        """The full canonical frame (``codec.encode``)."""
+        from node.consensus import codec
+
+        return codec.encode_uncached(self)
+
+    @functools.cached_property
+    def payload(self) -> bytes:
+        """The canonical encoding without the signature: what the signature covers."""
+        from node.consensus import codec
+
+        return codec.signing_bytes_uncached(self)
+
+    @functools.cached_property
+    def payload_digest(self) -> bytes:
+        """SHA-256 of ``payload``."""
+        return hashlib.sha256(self.payload).digest()
+
+
+@attrs.frozen
+class Request(_Message):
+    """A client operation. ``client`` is the session string ``"<principal>/<session>"``."""
+
+    client: str
+    timestamp: int
+    operation: bytes
+    signature: bytes = b""
+
+    @property
+    def principal(self) -> str:
+        """The key name that signs for this session (the part before the first ``/``)."""
+        return self.client.split("/", 1)[0]
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.client, self.timestamp)
+
+
+@attrs.frozen
+class PrePrepare(_Message):
+    """The primary's proposal: batch ``batch`` gets sequence number ``seq`` in ``view``."""
+
+    view: int
+    seq: int
+    digest: bytes
+    batch: tuple[Request, ...]
+    sender: int
+    signature: bytes = b""
+
+
+@attrs.frozen
+class Prepare(_Message):
+    view: int
+    seq: int
+    digest: bytes
+    sender: int
+    signature: bytes = b""
+
+
+@attrs.frozen
+class Commit(_Message):
+    view: int
+    seq: int
+    digest: bytes
+    sender: int
+    signature: bytes = b""
+
+
+@attrs.frozen
+class Reply(_Message):
+    """A replica's answer to a client. Not signed: the client link is authenticated."""
+
+    view: int
+    timestamp: int
+    client: str
+    replica: int
+    result: bytes
+
+
+@attrs.frozen
+class Checkpoint(_Message):
+    """``sender`` says: after executing ``seq`` my state digest is ``digest``."""
+
+    seq: int
+    digest: bytes
+    sender: int
+    signature: bytes = b""
+
+
+@attrs.frozen
+class PreparedCert:
+    """Proof that ``pre_prepare`` prepared: it plus 2f matching prepares from backups.
+
+    Only ever carried inside a ``ViewChange``; it has no envelope of its own.
+    """
+
+    pre_prepare: PrePrepare
+    prepares: tuple[Prepare, ...]
+
+
+@attrs.frozen
+class ViewChange(_Message):
+    """``sender`` moves to ``new_view``, reporting its stable checkpoint ``stable_seq``
+    (with 2f+1 signed checkpoints as proof; empty for the genesis checkpoint 0) and the
+    highest-view prepared certificate of every sequence number above it."""
+
+    new_view: int
+    stable_seq: int
+    checkpoint_proof: tuple[Checkpoint, ...]
+    prepared: tuple[PreparedCert, ...]
+    sender: int
+    signature: bytes = b""
+
+    @property
+    def stable_digest(self) -> bytes | None:
+        return self.checkpoint_proof[0].digest if self.checkpoint_proof else None
+
+
+@attrs.frozen
+class NewView(_Message):
+    """The new primary's announcement: 2f+1 view changes and the re-issued pre-prepares."""
+
+    view: int
+    view_changes: tuple[ViewChange, ...]
+    pre_prepares: tuple[PrePrepare, ...]
+    sender: int
+    signature: bytes = b""
+
+
+@attrs.frozen
+class StateRequest(_Message):
+    """Ask a peer for its stable checkpoint at or above ``seq``."""
+
+    seq: int
+    sender: int
+
+
+@attrs.frozen
+class StateResponse(_Message):
+    """A stable checkpoint: the core snapshot and 2f+1 signed checkpoints certifying it."""
+
+    seq: int
+    snapshot: bytes
+    proof: tuple[Checkpoint, ...]
+    sender: int
+
+
+@attrs.frozen
+class Refused(_Message):
+    """Sent by the shell (not the core) when it cannot serve a request, e.g. no quorum."""
+
+    client: str
+    timestamp: int
+    replica: int
+    reason: str
+
+
+Message = (
+    Request
+    | PrePrepare
+    | Prepare
+    | Commit
+    | Reply
+    | Checkpoint
+    | ViewChange
+    | NewView
+    | StateRequest
+    | StateResponse
+    | Refused
+)
+
+#: Messages that carry a ``signature`` field.
+SIGNED_TYPES: tuple[type, ...] = (
+    Request,
+    PrePrepare,
+    Prepare,
+    Commit,
+    Checkpoint,
+    ViewChange,
+    NewView,
+)
+
+
+def batch_digest(batch: tuple[Request, ...] | list[Request]) -> bytes:
+    """The digest a pre-prepare names for ``batch`` (the empty batch is the null request).
+
+    Covers each request's signed payload and its signature, in order.
+    """
+    h = hashlib.sha256(b"bft-batch")
+    for request in batch:
+        h.update(request.payload_digest)
+        h.update(request.signature)
+    return h.digest()
+
+
+NULL_DIGEST: bytes = batch_digest(())

@@ -1,0 +1,153 @@
+"""Client requests, mixed into ``ReplicaCore``: admission, batching, at-most-once execution.
+
+Admission: a request must be signed by a known client principal. For each client session
+the core keeps only the newest request not yet executed (clients have one request
+outstanding per session); an older timestamp is stale, the timestamp of the last executed
+request is a retransmission and is answered from the reply cache. A waiting request keeps
+the ``"view_change"`` timer armed (re-armed whenever something executes and requests still
+wait, cancelled when none do). Backups forward requests from clients to the primary.
+
+Batching (primary): requests queue in arrival order; a batch is cut as soon as
+``batch_max`` requests wait, otherwise when the ``"batch"`` timer (``batch_timeout_s``)
+fires, and never above the high watermark: then requests wait until a checkpoint becomes
+stable.
+
+Execution: each request of a committed batch executes only if its timestamp is newer than
+the session's last executed one; its result is recorded in the replicated client table and
+sent to the client. The null request (empty batch) executes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from node.consensus.clients import NEW, RETRANSMISSION
+from node.consensus.events import (
+    BATCH_TIMER,
+    VIEW_CHANGE_TIMER,
+    Executed,
+    ReplyToClient,
+    Send,
+)
+from node.consensus.messages import PrePrepare, Reply, Request, batch_digest
+from node.consensus.records import MessageRecord
+
+if TYPE_CHECKING:
+    from node.consensus.core import ReplicaCore
+
+
+class RequestMixin:
+    # --- requests and batching --------------------------------------------------------
+
+    def _on_request(self: ReplicaCore, req: Request, from_client: bool) -> None:
+        if not self._request_ok(req):
+            known = req.principal in self._client_keys
+            self._reject(req.client, "bad_signature" if known else "unknown_sender")
+            return
+        status = self._clients.classify(req.client, req.timestamp)
+        if status != NEW:
+            if status == RETRANSMISSION and from_client:
+                self._resend_reply(req.client)
+            return
+        held = self._pending.get(req.client)
+        if held is not None and held.timestamp > req.timestamp:
+            return  # superseded by a newer request of the same session
+        if held is None and len(self._pending) >= self.cfg.max_pending:
+            self._reject(req.client, "overloaded")
+            return
+        is_new = held is None or held.timestamp < req.timestamp
+        if is_new:
+            self._pending.pop(req.client, None)
+            self._pending[req.client] = req
+        if not self._timers.get(VIEW_CHANGE_TIMER):
+            self._start_timer(VIEW_CHANGE_TIMER, self._vc_timeout())
+        if self._in_vc:
+            return
+        if self.primary == self.me:
+            if is_new and req.key not in self._proposed:
+                self._queue.pop(req.client, None)
+                self._queue[req.client] = req
+                self._cut_batches(force=False)
+        elif from_client:
+            self._emit(Send(self.primary, req))
+
+    def _resend_reply(self: ReplicaCore, client: str) -> None:
+        cached = self._clients.cached(client)
+        if cached is not None:
+            ts, result = cached
+            self._emit(ReplyToClient(client, Reply(self._view, ts, client, self.me, result)))
+
+    def _cut_batches(self: ReplicaCore, force: bool) -> None:
+        """Primary: turn queued requests into pre-prepares while the window allows."""
+        if self._in_vc or self.primary != self.me or self._replaying:
+            return
+        cfg = self.cfg
+        partial_ok = force or cfg.batch_timeout_s == 0
+        while self._queue and self._next_seq <= self.high_watermark:
+            if len(self._queue) < cfg.batch_max and not partial_ok:
+                break
+            batch = self._take_batch()
+            if batch:
+                self._propose(tuple(batch))
+        if self._queue and self._next_seq <= self.high_watermark:
+            if not self._timers.get(BATCH_TIMER):
+                self._start_timer(BATCH_TIMER, cfg.batch_timeout_s)
+        elif not self._queue:
+            self._cancel_timer(BATCH_TIMER)
+
+    def _take_batch(self: ReplicaCore) -> list[Request]:
+        batch: list[Request] = []
+        queue = self._queue
+        while queue and len(batch) < self.cfg.batch_max:
+            client, req = queue.popitem(last=False)
+            if req.timestamp > self._clients.last_timestamp(client):
+                if req.key not in self._proposed:
+                    batch.append(req)
+        return batch
+
+    def _propose(self: ReplicaCore, batch: tuple[Request, ...]) -> None:
+        seq = self._next_seq
+        self._next_seq += 1
+        pp = self._sign(PrePrepare(self._view, seq, batch_digest(batch), batch, self.me))
+        for req in batch:
+            self._proposed.add(req.key)
+        slot = self._log.slot(seq)
+        slot.pre_prepare = pp
+        self._persist(MessageRecord(pp))
+        self._broadcast(pp)
+        self._check_prepared(slot)
+
+    def _refresh_request_timer(self: ReplicaCore) -> None:
+        """Outside a view change: (re)start the view-change timer while requests wait."""
+        if self._in_vc:
+            return
+        if self._pending:
+            self._start_timer(VIEW_CHANGE_TIMER, self._vc_timeout())
+        else:
+            self._cancel_timer(VIEW_CHANGE_TIMER)
+
+    def _execute(self: ReplicaCore, pp: PrePrepare) -> None:
+        executed = 0
+        clients = self._clients
+        for req in pp.batch:
+            client, ts = req.client, req.timestamp
+            status = clients.classify(client, ts)
+            if status == NEW:
+                result = self.app.apply(req.operation)
+                clients.record(client, ts, result)
+                executed += 1
+                self._emit(ReplyToClient(client, Reply(self._view, ts, client, self.me, result)))
+            elif status == RETRANSMISSION:
+                self._resend_reply(client)
+            self._forget_request(client, ts)
+        self._last_executed = pp.seq
+        self._emit(Executed(pp.seq, pp.view, pp.digest, executed))
+
+    def _forget_request(self: ReplicaCore, client: str, ts: int) -> None:
+        held = self._pending.get(client)
+        if held is not None and held.timestamp <= ts:
+            del self._pending[client]
+        queued = self._queue.get(client)
+        if queued is not None and queued.timestamp <= ts:
+            del self._queue[client]
+        self._proposed.discard((client, ts))
