@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--id", type=int, required=True)
     s.add_argument("--data", default=None)
     s.add_argument("--fault", type=_fault_arg, default=None)
+    s.add_argument("--listen", default=None, help="address to bind (default: the replica's host)")
 
     s = sub.add_parser("cluster", help="run a local cluster of child processes")
     csub = s.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
@@ -97,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=float, default=60.0)
     s.add_argument("--dir", default=None, help="cluster dir (default: a fresh temp dir)")
     s.add_argument("--no-watch", action="store_true", help="print progress lines instead")
+    s.add_argument("--base-port", type=int, default=7000)
+    s.add_argument("--http-base-port", type=int, default=9100)
+    s.add_argument("--json", action="store_true", help="print the summary as a JSON line too")
     return p
 
 
@@ -124,6 +128,13 @@ def _resolve(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
     return getattr(importlib.import_module(module), func)
 
 
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> Any:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -136,6 +147,15 @@ def main(argv: Sequence[str] | None = None) -> Any:
     except (ConfigError, UserError) as exc:
         print(f"bft-node: error: {exc}", file=sys.stderr)
         return 2
+    except BaseExceptionGroup as group:
+        # A user mistake raised inside a nursery arrives wrapped; show it as one line.
+        leaves = _leaves(group)
+        if leaves and all(isinstance(e, ConfigError | UserError) for e in leaves):
+            print(f"bft-node: error: {leaves[0]}", file=sys.stderr)
+            return 2
+        if leaves and all(isinstance(e, KeyboardInterrupt) for e in leaves):
+            return 130
+        raise
     except KeyboardInterrupt:
         return 130
 

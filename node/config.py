@@ -41,12 +41,16 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "success_threshold": (int, 2),
         "request_timeout_s": (float, 10.0),
         "max_open_timeout_s": (float, 300.0),
+        "backoff_multiplier": (float, 2.0),
+        "jitter": (float, 0.1),
+        "backoff_decay_s": (float, 60.0),
     },
     "timeout": {
         "min_s": (float, 0.05),
         "max_s": (float, 10.0),
         "percentile": (float, 0.99),
-        "window": (int, 200),
+        "window": (int, 100),
+        "margin": (float, 1.5),
     },
     "fallback": {"max_queue": (int, 1000), "max_retries": (int, 3)},
     "consensus": {
@@ -179,13 +183,14 @@ def _check_ranges(s: dict[str, dict[str, Any]], path: Path) -> None:
     need(0 < t["percentile"] <= 1, "[timeout] percentile must be in (0, 1]")
     need(t["window"] >= 1, "[timeout] window must be >= 1")
     need(s["fallback"]["max_queue"] >= 1, "[fallback] max_queue must be >= 1")
-    need(s["fallback"]["max_retries"] >= 0, "[fallback] max_retries must be >= 0")
+    need(s["fallback"]["max_retries"] >= 1, "[fallback] max_retries must be >= 1")
     c = s["consensus"]
     need(c["batch_max"] >= 1, "[consensus] batch_max must be >= 1")
     need(c["checkpoint_interval"] >= 1, "[consensus] checkpoint_interval must be >= 1")
     need(
-        c["watermark_window"] >= 2 * c["checkpoint_interval"],
-        "[consensus] watermark_window must be >= 2 * checkpoint_interval",
+        c["watermark_window"] >= 2 * c["checkpoint_interval"]
+        and c["watermark_window"] % c["checkpoint_interval"] == 0,
+        "[consensus] watermark_window must be a multiple of checkpoint_interval, at least 2x",
     )
     need(c["view_change_timeout_s"] > 0, "[consensus] view_change_timeout_s must be > 0")
     need(c["batch_timeout_s"] >= 0, "[consensus] batch_timeout_s must be >= 0")
@@ -318,7 +323,9 @@ def init_cluster(
             _write_private(keys / f"replica-{i}.key", k)
         _write_private(keys / "client.key", client_key)
     except FileExistsError as exc:
-        raise ConfigError(f"key file {exc.filename} already exists; refusing to overwrite") from None
+        raise ConfigError(
+            f"key file {exc.filename} already exists; refusing to overwrite"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot write cluster dir {d}: {exc.strerror}") from None
     doc: dict[str, Any] = {}

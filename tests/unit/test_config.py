@@ -20,6 +20,9 @@ def test_init_then_load_round_trip(tmp_path):
         "success_threshold": 2,
         "request_timeout_s": 10.0,
         "max_open_timeout_s": 300.0,
+        "backoff_multiplier": 2.0,
+        "jitter": 0.1,
+        "backoff_decay_s": 60.0,
     }
     for i in range(7):
         key_file = cfg.replica_key_path(i)

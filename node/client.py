@@ -1,0 +1,217 @@
+"""The client: signs requests, sends them to the primary (to all after a timeout), and
+accepts a result once f+1 replicas send matching replies.
+
+A `ClientPool` keeps one authenticated connection to every replica for one principal and
+routes replies to waiting requests; many `Session`s (logical clients with their own
+timestamps) share one pool, which is how `bft-node load` runs hundreds of clients cheaply.
+A session learns the current view from the replies and sends to that view's primary.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+import trio
+
+from node.app.kv import decode_result, encode_op
+from node.config import ClusterConfig, load_private_key, private_seed
+from node.consensus.codec import DecodeError, decode, encode
+from node.consensus.crypto import Signer, sign_message
+from node.consensus.messages import Refused, Reply, Request
+from transport import ClientConfig, LinkDown, TransportError, open_client
+
+log = logging.getLogger("bft.client")
+
+RECONNECT_MIN_S = 0.05
+RECONNECT_MAX_S = 2.0
+
+
+class ClientError(Exception):
+    """A request could not be completed (no f+1 matching replies in time)."""
+
+
+class QuorumUnavailable(ClientError):
+    """f+1 replicas said at once that they cannot reach a quorum."""
+
+
+class _Pending:
+    """Replies collected for one outstanding request."""
+
+    __slots__ = ("done", "refusals", "replies", "result", "view")
+
+    def __init__(self) -> None:
+        self.replies: dict[int, bytes] = {}
+        self.refusals: dict[int, str] = {}
+        self.done = trio.Event()
+        self.result: bytes | None = None
+        self.view = 0
+
+
+class ClientPool:
+    """Connections to all replicas for one principal, shared by many sessions."""
+
+    def __init__(self, cfg: ClusterConfig, principal: str = "client") -> None:
+        self.cfg = cfg
+        self.principal = principal
+        if principal not in {c.name for c in cfg.clients}:
+            raise ClientError(f"principal {principal!r} is not in [[clients]] of {cfg.path}")
+        key = load_private_key(cfg.client_key_path(principal))
+        self._seed = private_seed(key)
+        self.signer = Signer(self._seed)
+        self.f = cfg.f
+        self.n = cfg.n
+        self.view = 0
+        self._links: dict[int, Any] = {}
+        self._pending: dict[tuple[str, int], _Pending] = {}
+        self._connected = trio.Event()
+        self.link_config = ClientConfig(max_frame=cfg.section("transport")["max_client_frame"])
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep a connection to every replica until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for r in self.cfg.replicas:
+                nursery.start_soon(self._keep_connected, r.id)
+            task_status.started()
+
+    async def wait_connected(self, count: int) -> None:
+        while sum(1 for link in self._links.values() if link is not None) < count:
+            await self._connected.wait()
+            self._connected = trio.Event()
+
+    async def _keep_connected(self, rid: int) -> None:
+        info = self.cfg.replica(rid)
+        delay = RECONNECT_MIN_S
+        while True:
+            try:
+                async with open_client(
+                    info.host,
+                    info.port,
+                    principal=self.principal,
+                    private_key=self._seed,
+                    replica=str(rid),
+                    replica_key=info.public_key,
+                    config=self.link_config,
+                ) as link:
+                    self._links[rid] = link
+                    self._connected.set()
+                    delay = RECONNECT_MIN_S
+                    while True:
+                        self._on_frame(rid, await link.receive())
+            except (OSError, trio.TooSlowError, TransportError) as exc:
+                log.debug("event=client_link_down replica=%d error=%s", rid, exc)
+            finally:
+                self._links.pop(rid, None)
+            await trio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    def _on_frame(self, rid: int, frame: bytes) -> None:
+        try:
+            msg = decode(frame)
+        except DecodeError as exc:
+            log.warning("event=bad_reply replica=%d reason=%s", rid, exc.reason)
+            return
+        if isinstance(msg, Reply) and msg.replica == rid:
+            pending = self._pending.get((msg.client, msg.timestamp))
+            if pending is None or pending.done.is_set():
+                return
+            pending.replies[rid] = msg.result
+            matching = [r for r in pending.replies.values() if r == msg.result]
+            if len(matching) >= self.f + 1:
+                pending.result = msg.result
+                self.view = max(self.view, msg.view)
+                pending.done.set()
+        elif isinstance(msg, Refused) and msg.replica == rid:
+            pending = self._pending.get((msg.client, msg.timestamp))
+            if pending is None or pending.done.is_set():
+                return
+            pending.refusals[rid] = msg.reason
+            if len(pending.refusals) >= self.f + 1:
+                pending.done.set()
+
+    async def _send(self, rid: int, frame: bytes) -> bool:
+        link = self._links.get(rid)
+        if link is None:
+            return False
+        try:
+            await link.send(frame)
+        except TransportError:
+            return False
+        return True
+
+    async def invoke(self, session: str, timestamp: int, op: bytes, timeout_s: float) -> bytes:
+        """Run one signed request to completion; return the agreed result bytes."""
+        request = sign_message(Request(session, timestamp, op), self.signer)
+        frame = encode(request)
+        pending = _Pending()
+        key = (session, timestamp)
+        self._pending[key] = pending
+        retry_s = self.cfg.section("cluster")["request_timeout_s"]
+        try:
+            with trio.move_on_after(timeout_s) as overall:
+                sent = await self._send(self.view % self.n, frame)
+                first = True
+                while not pending.done.is_set():
+                    with trio.move_on_after(retry_s if sent and first else retry_s / 4):
+                        await pending.done.wait()
+                    if pending.done.is_set():
+                        break
+                    first = False
+                    # No quorum of replies yet: send to every replica (PBFT retransmission).
+                    sent = any([await self._send(r.id, frame) for r in self.cfg.replicas])
+                    retry_s = min(retry_s * 2, 10.0)
+            if overall.cancelled_caught:
+                raise ClientError(
+                    f"no {self.f + 1} matching replies within {timeout_s:g}s "
+                    f"({len(pending.replies)} replies, {len(self._links)} replicas connected)"
+                )
+        finally:
+            del self._pending[key]
+        if pending.result is None:
+            reasons = sorted(set(pending.refusals.values()))
+            raise QuorumUnavailable(", ".join(reasons))
+        return pending.result
+
+
+class Session:
+    """One logical client: its own session id and increasing timestamps."""
+
+    def __init__(self, pool: ClientPool, name: str | None = None) -> None:
+        self.pool = pool
+        self.client = f"{pool.principal}/{name or secrets.token_hex(6)}"
+        self.timestamp = 0
+
+    async def invoke(self, op: bytes, timeout_s: float = 30.0) -> bytes:
+        self.timestamp += 1
+        return await self.pool.invoke(self.client, self.timestamp, op, timeout_s)
+
+
+async def run_one(cfg: ClusterConfig, op: list[Any], timeout_s: float) -> tuple[str, Any]:
+    """Connect, run one KV operation, return (status, value as text where possible)."""
+    pool = ClientPool(cfg)
+    result: bytes | None = None
+    error: ClientError | None = None
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pool.run)
+        with trio.move_on_after(min(timeout_s, 5.0)):
+            await pool.wait_connected(cfg.f + 1)
+        try:
+            result = await Session(pool).invoke(encode_op(*op), timeout_s)
+        except ClientError as exc:
+            error = exc  # raised outside the nursery, so callers see it bare
+        finally:
+            nursery.cancel_scope.cancel()
+    if error is not None:
+        raise error
+    assert result is not None
+    status, value = decode_result(result)
+    if isinstance(value, bytes):
+        try:
+            return status, value.decode()
+        except UnicodeDecodeError:
+            return status, value.hex()
+    return status, value
+
+
+__all__ = ["ClientError", "ClientPool", "LinkDown", "QuorumUnavailable", "Session", "run_one"]

@@ -1,0 +1,103 @@
+"""The `init`, `run` and `client` commands: argument handling around the layers.
+
+Each `cmd_*` takes the parsed argparse namespace and returns an exit code; user mistakes
+raise `UserError`/`ConfigError` and become one line on stderr (see `node.cli`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import signal
+import sys
+from pathlib import Path
+
+import trio
+
+from node.cli import UserError
+from node.config import init_cluster, load_config, load_private_key
+from node.faults import parse_fault
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    path = init_cluster(
+        args.dir,
+        nodes=args.nodes,
+        host=args.host,
+        base_port=args.base_port,
+        http_base_port=args.http_base_port,
+    )
+    print(f"wrote {path} and keys in {path.parent / 'keys'} ({args.nodes} replicas)")
+    return 0
+
+
+async def _run_until_signal(replica) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(replica.run)
+
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    replica.log.info(
+                        "event=shutdown signal=%s grace_s=%.1f",
+                        signal.Signals(signum).name,
+                        replica.shutdown_grace_s,
+                    )
+                    await replica.shutdown()
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(watch_signals)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from node.replica import Replica
+    from node.storage import StorageError
+
+    cfg = load_config(args.config)
+    info = cfg.replica(args.id)
+    key = load_private_key(cfg.replica_key_path(args.id))
+    fault = parse_fault(args.fault)
+    data_dir = Path(args.data) if args.data else cfg.default_data_dir(args.id)
+    try:
+        replica = Replica(cfg, args.id, key, data_dir, fault, listen_host=args.listen)
+    except StorageError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        trio.run(_run_until_signal, replica)
+    except* OSError as group:
+        exc = group.exceptions[0]
+        while isinstance(exc, BaseExceptionGroup):
+            exc = exc.exceptions[0]
+        if getattr(exc, "errno", None) == errno.EADDRINUSE:
+            raise UserError(
+                f"port in use: replica {args.id} cannot listen on {info.host}:{info.port} "
+                f"or HTTP {info.http_port} (another replica running?)"
+            ) from None
+        raise UserError(f"replica {args.id} failed to start: {exc}") from None
+    return 0
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    from node.client import ClientError, QuorumUnavailable, run_one
+
+    cfg = load_config(args.config)
+    if args.op == "put":
+        op = ["put", args.key, args.value]
+    else:
+        op = ["get", args.key]
+    try:
+        status, value = trio.run(run_one, cfg, op, args.timeout)
+    except QuorumUnavailable as exc:
+        raise UserError(f"quorum unavailable: {exc}") from None
+    except ClientError as exc:
+        raise UserError(str(exc)) from None
+    if args.op == "put":
+        print(json.dumps({"status": status, "key": args.key}))
+        return 0 if status == "ok" else 1
+    if status == "absent":
+        print(f"{args.key}: absent", file=sys.stderr)
+        return 1
+    print(value if isinstance(value, str) else json.dumps(value))
+    return 0

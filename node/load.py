@@ -1,0 +1,108 @@
+"""`bft-node load`: closed-loop load from many client sessions over one connection pool.
+
+Each session puts a key, waits for f+1 matching replies, and puts the next; the run is
+bounded by `--duration`. It prints committed ops/s and latency percentiles, and with
+`--json` one JSON object as its last line (`ops_per_s`, `p50_ms`, `p90_ms`, `p99_ms`,
+`errors`, `clients`, `duration_s`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from typing import Any
+
+import trio
+
+from node.app.kv import op_put
+from node.cli import UserError
+from node.client import ClientError, ClientPool, Session
+from node.config import ClusterConfig, load_config
+
+log = logging.getLogger("bft.load")
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list (0.0 when empty)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+async def run_load(
+    cfg: ClusterConfig,
+    clients: int,
+    duration_s: float,
+    *,
+    request_timeout_s: float = 10.0,
+    timeline: list[tuple[float, float]] | None = None,
+) -> dict[str, Any]:
+    """Run the load; return the summary dict. `timeline` collects (time, latency) pairs."""
+    if clients < 1:
+        raise UserError("--clients must be >= 1")
+    if duration_s <= 0:
+        raise UserError("--duration must be > 0")
+    pool = ClientPool(cfg)
+    latencies: list[float] = []
+    errors = 0
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pool.run)
+        with trio.move_on_after(10):
+            await pool.wait_connected(cfg.f + 1)
+        start = trio.current_time()
+        deadline = start + duration_s
+
+        async def one_client(i: int) -> None:
+            nonlocal errors
+            session = Session(pool)
+            n = 0
+            while trio.current_time() < deadline:
+                n += 1
+                t0 = trio.current_time()
+                try:
+                    await session.invoke(
+                        op_put(f"load-{i}-{n % 1000}", f"v{n}"),
+                        min(request_timeout_s, max(0.1, deadline - t0 + 1.0)),
+                    )
+                except ClientError as exc:
+                    errors += 1
+                    log.debug("event=load_error client=%d error=%s", i, exc)
+                    await trio.sleep(0.05)
+                    continue
+                t1 = trio.current_time()
+                latencies.append(t1 - t0)
+                if timeline is not None:
+                    timeline.append((t1, t1 - t0))
+
+        async with trio.open_nursery() as clients_nursery:
+            for i in range(clients):
+                clients_nursery.start_soon(one_client, i)
+        elapsed = trio.current_time() - start
+        nursery.cancel_scope.cancel()
+    latencies.sort()
+    return {
+        "ops_per_s": round(len(latencies) / elapsed, 1) if elapsed > 0 else 0.0,
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
+        "p90_ms": round(percentile(latencies, 0.90) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "errors": errors,
+        "clients": clients,
+        "duration_s": round(elapsed, 2),
+        "ops": len(latencies),
+    }
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    summary = trio.run(run_load, cfg, args.clients, args.duration)
+    print(
+        f"committed {summary['ops']} ops in {summary['duration_s']}s with {summary['clients']} "
+        f"clients: {summary['ops_per_s']} ops/s, latency p50 {summary['p50_ms']} ms, "
+        f"p90 {summary['p90_ms']} ms, p99 {summary['p99_ms']} ms, errors {summary['errors']}"
+    )
+    if args.json:
+        print(json.dumps(summary))
+    return 0 if summary["ops"] > 0 else 1

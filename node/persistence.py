@@ -1,0 +1,62 @@
+"""Maps the core's durable records onto the SQLite store, and back at start-up.
+
+The rules are the core's (`node.consensus.records`): the view and the stable checkpoint
+are single rows (kept in the meta table), log messages are rows keyed by their record key
+and deleted at or below the stable checkpoint. One `write_round` call is one transaction,
+so the records of a core round become durable together, before the round's sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from node.consensus.records import (
+    MessageRecord,
+    StableRecord,
+    StoredState,
+    ViewRecord,
+    decode_record,
+    encode_record,
+)
+from node.storage import LogRow, Storage, StorageError
+
+
+def write_round(storage: Storage, records: Sequence[object]) -> None:
+    """Make one round's records durable in one transaction (blocking)."""
+    rows: dict[bytes, LogRow] = {}
+    meta: dict[str, bytes] = {}
+    gc: int | None = None
+    for rec in records:
+        if isinstance(rec, MessageRecord):
+            key = rec.key.encode()
+            rows[key] = LogRow(key, rec.seq, "message", encode_record(rec))
+        elif isinstance(rec, ViewRecord):
+            meta["view"] = encode_record(rec)
+        elif isinstance(rec, StableRecord):
+            meta["stable"] = encode_record(rec)
+            gc = rec.seq if gc is None else max(gc, rec.seq)
+            # rows of this round at or below the new stable checkpoint are garbage too
+            rows = {k: r for k, r in rows.items() if r.seq > rec.seq}
+        else:
+            raise TypeError(f"unknown record type {type(rec).__name__}")
+    storage.write(rows.values(), meta=meta, gc_below_or_at=gc)
+
+
+def load_state(storage: Storage) -> StoredState | None:
+    """What the core needs to recover, or None for a fresh data dir (blocking)."""
+    stored = storage.load()
+    records: list[object] = []
+    try:
+        if "stable" in stored.meta:
+            records.append(decode_record(stored.meta["stable"]))
+        if "view" in stored.meta:
+            records.append(decode_record(stored.meta["view"]))
+        for row in stored.rows:
+            records.append(decode_record(row.data))
+    except ValueError as exc:
+        raise StorageError(
+            f"{storage.path} holds a record this version cannot read: {exc}"
+        ) from None
+    if not records:
+        return None
+    return StoredState.from_records(records)  # type: ignore[arg-type]

@@ -1,0 +1,440 @@
+"""The Trio shell of one replica: wires the pure core to storage, transport, guards and
+HTTP, and owns every task in one nursery.
+
+Tasks: the peer listener (peer and client routes), one PeerLink per peer, one sender per
+peer, the guards' probe/drain tasks, heartbeats, the HTTP server, and the core loop. The
+core loop takes a batch of events from the one bounded inbox, runs them through
+`core.handle`, makes the round's `Persist` records durable in one SQLite transaction (in
+a worker thread), then performs the round's other actions in order (raft's Ready rule:
+nothing that depends on a record is sent before the record is on disk). Timers are
+deadlines the core loop waits on with `move_on_at`.
+
+Degraded mode: while the open circuits leave fewer than 2f reachable peers, the replica
+cannot be part of a quorum; it answers clients at once with `Refused("quorum
+unavailable")`, says so in /status, keeps probing, and leaves the mode when circuits close.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import trio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from node.app.kv import KVStore
+from node.config import ClusterConfig, ConfigError, private_seed
+from node.consensus import codec
+from node.consensus.config import CoreConfig
+from node.consensus.core import ReplicaCore
+from node.consensus.crypto import Signer
+from node.consensus.events import (
+    Broadcast,
+    CancelTimer,
+    CheckpointStable,
+    Executed,
+    FetchState,
+    MessageReceived,
+    Persist,
+    Rejected,
+    ReplyToClient,
+    RequestReceived,
+    Send,
+    StartTimer,
+    StateTransferred,
+    TimerFired,
+    ViewChanged,
+)
+from node.consensus.messages import Refused, Request
+from node.fault_injection import FaultInjector
+from node.faults import Fault
+from node.observability.http import serve_http
+from node.observability.metrics import ReplicaMetrics
+from node.persistence import load_state, write_round
+from node.replica_net import PeerTraffic
+from node.replica_status import http_routes, metric_hooks
+from node.resilience import BreakerConfig, FallbackConfig, TimeoutConfig
+from node.shell.guard import GuardSet
+from node.storage import Storage
+from transport import Identity, LinkConfig, LinkDown, Listener, ListenerConfig, PeerLink
+from transport.frames import Limits
+
+log = logging.getLogger("bft.replica")
+
+INBOX_SIZE = 20_000
+CLIENT_SHARE = 0.5  # client requests are refused once the inbox is this full
+ROUND_MAX_EVENTS = 512
+MAX_CLIENT_ROUTES = 100_000
+EVIDENCE = {"bad_signature": "invalid_signature", "equivocation": "equivocation"}
+
+
+def _section(cfg: ClusterConfig, name: str, cls: type, **extra: Any) -> Any:
+    try:
+        return cls(**cfg.section(name), **extra)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{cfg.path}: [{name}] {exc}") from None
+
+
+class Replica:
+    """One replica process (or one in-process replica, for tests and benches)."""
+
+    def __init__(
+        self,
+        cfg: ClusterConfig,
+        replica_id: int,
+        key: Ed25519PrivateKey,
+        data_dir: str | os.PathLike[str],
+        fault: Fault | None = None,
+        *,
+        listen_host: str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.id = replica_id
+        self.info = cfg.replica(replica_id)
+        self.seed = private_seed(key)
+        self.signer = Signer(self.seed)
+        if self.signer.public_key != self.info.public_key:
+            raise ConfigError(
+                f"key file {cfg.replica_key_path(replica_id)} does not match replica "
+                f"{replica_id}'s public_key in {cfg.path}"
+            )
+        self.fault = fault
+        self.fault_label = str(fault) if fault else None
+        self.listen_host = listen_host or self.info.host
+        self.rng = random.Random(seed if seed is not None else os.urandom(16))
+        self.injector = FaultInjector(fault, self.signer, self.rng)
+        self.metrics = ReplicaMetrics(replica_id, self.fault_label)
+        self.peers = [str(r.id) for r in cfg.replicas if r.id != replica_id]
+        for peer in self.peers:
+            self.metrics.init_peer(peer)
+        self.core_cfg = _section(cfg, "consensus", CoreConfig, n=cfg.n, f=cfg.f)
+        self.breaker_cfg = _section(cfg, "breaker", BreakerConfig)
+        self.timeout_cfg = _section(cfg, "timeout", TimeoutConfig)
+        self.fallback_cfg = _section(cfg, "fallback", FallbackConfig)
+        self.transport_cfg = cfg.section("transport")
+        self.data_dir = Path(data_dir)
+        self.storage = Storage(self.data_dir, b"bft-node/1/" + self.info.public_key)
+        self.core: ReplicaCore | None = None
+        self.guards: GuardSet | None = None
+        self.traffic: PeerTraffic | None = None
+        self.running = False
+        self.degraded = False
+        self.shutdown_grace_s = 3.0
+        self.log = log
+        self.http_port: int | None = None
+        self.port: int | None = None
+        self._clients: OrderedDict[str, Any] = OrderedDict()
+        self._timers: dict[str, float] = {}
+        self._inbox_send, self._inbox_recv = trio.open_memory_channel[Any](INBOX_SIZE)
+        self._nursery: trio.Nursery | None = None
+        self._principals = {c.name for c in cfg.clients}
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start every task; `task_status.started()` once the replica listens and serves."""
+        try:
+            await self._run(task_status)
+        finally:
+            self.running = False
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.storage.close)
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
+        stored = await trio.to_thread.run_sync(load_state, self.storage)
+        replica_keys = {r.id: r.public_key for r in self.cfg.replicas}
+        client_keys = {c.name: c.public_key for c in self.cfg.clients}
+        signer = self.injector.core_signer()
+        if stored is None:
+            self.core = ReplicaCore(
+                self.core_cfg, self.id, signer, replica_keys, client_keys, KVStore()
+            )
+            actions: list[Any] = []
+        else:
+            self.core, actions = ReplicaCore.recover(
+                self.core_cfg, self.id, signer, replica_keys, client_keys, KVStore(), stored
+            )
+            log.info(
+                "event=recovered replica=%d view=%d stable=%d last_executed=%d log_records=%d",
+                self.id,
+                self.core.view,
+                self.core.stable_checkpoint,
+                self.core.last_executed,
+                len(stored.records),
+            )
+        identity = Identity(str(self.id), self.seed)
+        links = {
+            peer: PeerLink(
+                identity,
+                peer,
+                self.cfg.replica(int(peer)).public_key,
+                self.cfg.replica(int(peer)).host,
+                self.cfg.replica(int(peer)).port,
+                config=LinkConfig(
+                    keepalive_interval_s=self.transport_cfg["keepalive_interval_s"],
+                    keepalive_timeout_s=self.transport_cfg["keepalive_timeout_s"],
+                    handshake_timeout_s=self.transport_cfg["handshake_timeout_s"],
+                    backoff_max_s=1.0,
+                    max_frame=self.transport_cfg["max_peer_frame"],
+                ),
+                on_invalid=self._on_invalid,
+                rng=random.Random(self.rng.random()),
+            )
+            for peer in self.peers
+        }
+        self.guards = GuardSet(
+            self.peers,
+            self.cfg.f,
+            self.breaker_cfg,
+            self.timeout_cfg,
+            self.fallback_cfg,
+            send=self._send_raw,
+            probe=self._probe,
+            rng=random.Random(self.rng.random()),
+            hooks=metric_hooks(self.metrics, self._on_transition),
+        )
+        self.traffic = PeerTraffic(
+            self.id,
+            links,
+            self.guards,
+            self.injector,
+            heartbeat_s=self.transport_cfg["keepalive_interval_s"],
+        )
+        listener = Listener(
+            identity,
+            peer_keys={p: self.cfg.replica(int(p)).public_key for p in self.peers},
+            client_keys=client_keys,
+            on_peer_frame=self._on_peer_frame,
+            on_client_frame=self._on_client_frame,
+            on_invalid=self._on_invalid,
+            peer_decoder=codec.decode,
+            client_decoder=codec.decoder_for(Request),
+            config=ListenerConfig(
+                host=self.listen_host,
+                port=self.info.port,
+                limits=Limits(
+                    peer_max_frame=self.transport_cfg["max_peer_frame"],
+                    client_max_frame=self.transport_cfg["max_client_frame"],
+                ),
+                handshake_timeout_s=self.transport_cfg["handshake_timeout_s"],
+            ),
+        )
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self.port = await nursery.start(listener.serve)
+            self.http_port = await nursery.start(
+                serve_http, self.listen_host, self.info.http_port, http_routes(self)
+            )
+            for link in links.values():
+                await nursery.start(link.run)
+            await nursery.start(self.guards.run)
+            for peer in self.peers:
+                nursery.start_soon(self.traffic.sender, peer)
+            grace = self.transport_cfg["handshake_timeout_s"]
+            self.traffic.startup_until = trio.current_time() + grace
+            for peer in self.peers:
+                nursery.start_soon(self.traffic.heartbeat, peer, grace)
+            if self.injector.crash_after_s is not None:
+                nursery.start_soon(self._crash_after, self.injector.crash_after_s)
+            await self._apply(actions)
+            nursery.start_soon(self._core_loop)
+            self.running = True
+            self.refresh_gauges()
+            log.info(
+                "event=started replica=%d n=%d f=%d port=%d http_port=%d fault=%s data=%s",
+                self.id,
+                self.cfg.n,
+                self.cfg.f,
+                self.port,
+                self.http_port,
+                self.fault_label or "none",
+                self.data_dir,
+            )
+            task_status.started()
+
+    async def shutdown(self) -> None:
+        """Called on SIGINT/SIGTERM before the nursery is cancelled."""
+        self.running = False
+
+    async def _crash_after(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+        log.warning("event=fault_crash replica=%d after_s=%g", self.id, seconds)
+        logging.shutdown()
+        os._exit(70)
+
+    # -- the core loop --------------------------------------------------------------------
+
+    async def _core_loop(self) -> None:
+        core = self.core
+        assert core is not None
+        receive = self._inbox_recv
+        while True:
+            deadline = min(self._timers.values(), default=math.inf)
+            events: list[Any] = []
+            with trio.move_on_at(deadline):
+                events.append(await receive.receive())
+            if events:
+                try:
+                    while len(events) < ROUND_MAX_EVENTS:
+                        events.append(receive.receive_nowait())
+                except trio.WouldBlock:
+                    pass
+            now = trio.current_time()
+            for name, when in sorted(self._timers.items(), key=lambda kv: (kv[1], kv[0])):
+                if when <= now:
+                    del self._timers[name]
+                    events.append(TimerFired(name))
+            actions: list[Any] = []
+            for event in events:
+                actions.extend(core.handle(event))
+            if actions:
+                await self._apply(actions)
+
+    async def _apply(self, actions: list[Any]) -> None:
+        records = [r for a in actions if type(a) is Persist for r in a.records]
+        if records:
+            await trio.to_thread.run_sync(write_round, self.storage, records)
+        traffic = self.traffic
+        assert traffic is not None and self.core is not None
+        for a in actions:
+            kind = type(a)
+            if kind is Send:
+                traffic.enqueue(a.to, a.msg)
+            elif kind is Broadcast:
+                traffic.broadcast(a.msg)
+            elif kind is ReplyToClient:
+                await self._reply(a.client, a.reply.wire)
+            elif kind is StartTimer:
+                self._timers[a.timer] = trio.current_time() + a.delay_s
+            elif kind is CancelTimer:
+                self._timers.pop(a.timer, None)
+            elif kind is Executed:
+                self.metrics.requests_executed.inc(a.n_requests)
+                traffic.note_progress()
+            elif kind is FetchState:
+                assert self._nursery is not None
+                wait_s = min(self.breaker_cfg.request_timeout_s, 5.0)
+                self._nursery.start_soon(
+                    traffic.fetch_state, a.seq, lambda: self.core.last_executed, wait_s
+                )
+            elif kind is ViewChanged:
+                self.metrics.view_changes.inc()
+                log.info(
+                    "event=view_change replica=%d view=%d primary=%d", self.id, a.view, a.primary
+                )
+            elif kind is CheckpointStable:
+                log.debug("event=checkpoint_stable replica=%d seq=%d", self.id, a.seq)
+            elif kind is StateTransferred:
+                self.metrics.state_transfers.inc()
+                traffic.note_progress()
+                log.info("event=state_transferred replica=%d seq=%d", self.id, a.seq)
+            elif kind is Rejected:
+                self._count_rejected(a.sender, a.reason)
+        self.refresh_gauges()
+
+    def refresh_gauges(self) -> None:
+        core = self.core
+        if core is None:
+            return
+        m = self.metrics
+        m.view.set(core.view)
+        m.last_executed.set(core.last_executed)
+        m.stable_checkpoint.set(core.stable_checkpoint)
+        m.degraded.set(1 if self.degraded else 0)
+
+    def inbox_depth(self) -> int:
+        return self._inbox_send.statistics().current_buffer_used
+
+    # -- inbound ----------------------------------------------------------------------------
+
+    async def _on_peer_frame(self, peer: str, msg: Any) -> None:
+        try:
+            self._inbox_send.send_nowait(MessageReceived(int(peer), msg))
+        except trio.WouldBlock:
+            self.metrics.inbox_dropped.labels(peer).inc()
+
+    async def _on_client_frame(self, conn: Any, principal: str, request: Request) -> None:
+        if request.principal != principal:
+            self._on_invalid("client", "principal_mismatch")
+            conn.close()
+            return
+        clients = self._clients
+        clients[request.client] = conn
+        clients.move_to_end(request.client)
+        if len(clients) > MAX_CLIENT_ROUTES:
+            clients.popitem(last=False)
+        if self.degraded:
+            await self._refuse(conn, request, "quorum unavailable")
+            return
+        if self.inbox_depth() > INBOX_SIZE * CLIENT_SHARE:
+            await self._refuse(conn, request, "overloaded")
+            return
+        self._inbox_send.send_nowait(RequestReceived(request))
+
+    async def _refuse(self, conn: Any, request: Request, reason: str) -> None:
+        self.metrics.client_refused.labels(reason).inc()
+        refused = Refused(request.client, request.timestamp, self.id, reason)
+        try:
+            await conn.send(refused.wire)
+        except LinkDown:
+            pass
+
+    async def _reply(self, client: str, frame: bytes) -> None:
+        if not self.injector.allows_client_replies():
+            return
+        conn = self._clients.get(client)
+        if conn is None or conn.closed:
+            return
+        try:
+            await conn.send(frame)
+        except LinkDown:
+            self._clients.pop(client, None)
+
+    def _on_invalid(self, source: str, reason: str) -> None:
+        if source in self.peers:
+            label = source
+        elif source in self._principals:
+            label = "client"
+        else:
+            label = "unauthenticated"  # a remote address: not a label we may multiply
+        self.metrics.invalid.labels(label, reason).inc()
+        log.info("event=invalid_input source=%s reason=%s", source, reason)
+
+    def _count_rejected(self, sender: Any, reason: str) -> None:
+        peer = str(sender) if isinstance(sender, int) else "client"
+        self.metrics.invalid.labels(peer, reason).inc()
+        if isinstance(sender, int) and self.guards is not None and reason in EVIDENCE:
+            self.guards.record_evidence(peer, EVIDENCE[reason])
+        log.debug("event=rejected sender=%s reason=%s", sender, reason)
+
+    # -- guards ---------------------------------------------------------------------------
+
+    async def _send_raw(self, peer: str, data: bytes) -> None:
+        assert self.traffic is not None
+        await self.traffic.send_raw(peer, data)
+
+    async def _probe(self, peer: str) -> float:
+        assert self.traffic is not None
+        return await self.traffic.probe(peer)
+
+    def _on_transition(self, peer: str, old: str, new: str) -> None:
+        log.info("event=circuit replica=%d peer=%s from=%s to=%s", self.id, peer, old, new)
+        assert self.guards is not None
+        reachable = len(self.peers) - self.guards.open_count()
+        degraded = reachable < 2 * self.cfg.f
+        if degraded != self.degraded:
+            self.degraded = degraded
+            log.warning(
+                "event=%s replica=%d reachable_peers=%d needed=%d",
+                "degraded" if degraded else "recovered",
+                self.id,
+                reachable,
+                2 * self.cfg.f,
+            )
+            self.metrics.degraded.set(1 if degraded else 0)

@@ -1,0 +1,168 @@
+"""A replica's traffic with its peers: per-peer outbound queues and sender tasks through
+the guards (breaker, adaptive timeout, fallback queue), heartbeats, and state fetching.
+
+Outbound path of a core message: `PeerTraffic.enqueue` (non-blocking, from the core loop;
+applies the fault mode; encodes once) -> the peer's bounded channel -> its sender task ->
+`GuardSet.send` (through the breaker to the `PeerLink`, or into the fallback queue while
+the circuit is open; the queue drains when it closes). A full channel spills into the
+fallback queue, so the core loop never waits on a slow peer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable
+
+import trio
+
+from node.consensus.messages import (
+    Checkpoint,
+    Message,
+    NewView,
+    PrePrepare,
+    Request,
+    StateRequest,
+    StateResponse,
+    ViewChange,
+)
+from node.fault_injection import FaultInjector
+from node.shell.guard import GuardSet
+from transport import PeerLink
+
+log = logging.getLogger("bft.replica")
+
+OUTQ_SIZE = 4096
+
+
+def priority_of(msg: Message) -> tuple[int, Hashable | None]:
+    """Fallback-queue priority (higher drains first) and supersession key of a message."""
+    if isinstance(msg, NewView):
+        return 5, ("new_view",)
+    if isinstance(msg, ViewChange):
+        return 5, ("view_change",)
+    if isinstance(msg, Checkpoint):
+        return 4, ("checkpoint",)
+    if isinstance(msg, StateResponse | StateRequest):
+        return 3, ("state", type(msg).__name__)
+    if isinstance(msg, PrePrepare):
+        return 2, None
+    if isinstance(msg, Request):
+        return 0, None
+    return 1, None
+
+
+class PeerTraffic:
+    """Outbound queues, sender tasks, heartbeats and state fetches for all peers."""
+
+    def __init__(
+        self,
+        me: int,
+        links: dict[str, PeerLink],
+        guards: GuardSet,
+        injector: FaultInjector,
+        heartbeat_s: float,
+    ) -> None:
+        self.me = me
+        self.links = links
+        self.guards = guards
+        self.injector = injector
+        self.heartbeat_s = heartbeat_s
+        self._out: dict[str, tuple[trio.MemorySendChannel, trio.MemoryReceiveChannel]] = {
+            peer: trio.open_memory_channel(OUTQ_SIZE) for peer in links
+        }
+        self.fetching: int | None = None
+        self.startup_until = 0.0  # set by the replica when it starts
+        self.progress = trio.Event()  # set when the core reports execution progress
+
+    # -- outbound -----------------------------------------------------------------------
+
+    def enqueue(self, to: int, msg: Message) -> None:
+        """Queue `msg` for replica `to` without waiting (called from the core loop)."""
+        out = self.injector.outbound(to, msg)
+        if out is None:
+            return
+        peer = str(to)
+        priority, key = priority_of(out.msg)
+        not_before = trio.current_time() + out.delay_s if out.delay_s else 0.0
+        item = (out.msg.wire, priority, key, not_before)
+        try:
+            self._out[peer][0].send_nowait(item)
+        except trio.WouldBlock:
+            guard = self.guards[peer]
+            guard.queue.push(item[0], priority=priority, key=key, now=trio.current_time())
+            self.guards.report_depth(guard)
+            self.guards.maybe_start_drain(guard)
+
+    def broadcast(self, msg: Message) -> None:
+        for peer in self.links:
+            self.enqueue(int(peer), msg)
+
+    async def sender(self, peer: str) -> None:
+        """The one task that sends to `peer`, in order, through its guard."""
+        receive = self._out[peer][1]
+        async for data, priority, key, not_before in receive:
+            if not_before:
+                await trio.sleep_until(not_before)
+            await self.guards.send(peer, data, priority, key)
+
+    async def send_raw(self, peer: str, data: bytes) -> None:
+        """The guards' send function: one frame on the peer's link. Until the startup
+        grace ends, a link that is still connecting is waited for (bounded by the
+        guard's deadline) instead of failing at once."""
+        link = self.links[peer]
+        if not link.connected and trio.current_time() < self.startup_until:
+            await link.wait_connected()
+        await link.send(data)
+
+    async def probe(self, peer: str) -> float:
+        """The guards' half-open probe: a WebSocket ping round trip."""
+        return await self.links[peer].ping()
+
+    # -- heartbeats -------------------------------------------------------------------
+
+    async def heartbeat(self, peer: str, startup_grace_s: float) -> None:
+        """Ping `peer` now and then while its circuit is closed: keeps the adaptive
+        timeout fed and opens the circuit of a dead peer even when no traffic flows to
+        it. The first ping waits (up to `startup_grace_s`) for the link to come up, so
+        peers starting together do not trip each other's breakers."""
+        link = self.links[peer]
+        with trio.move_on_after(startup_grace_s):
+            await link.wait_connected()
+        while True:
+            if self.guards[peer].breaker.state.value == "closed":
+                await self.guards.call(peer, link.ping)
+            await trio.sleep(self.heartbeat_s)
+
+    # -- state transfer -------------------------------------------------------------------
+
+    async def fetch_state(self, seq: int, last_executed, wait_s: float) -> None:
+        """Ask the healthiest peers, one at a time, for stable checkpoint `seq` until the
+        core has executed up to it (the response goes through the core's checks)."""
+        if self.fetching is not None and self.fetching >= seq:
+            return
+        self.fetching = seq
+        request = StateRequest(seq, self.me)
+        frame = request.wire
+        try:
+            for attempt in range(1, 6):
+                for peer in self.guards.best_peers():
+                    if last_executed() >= seq:
+                        return
+                    result = await self.guards.call(peer, lambda p=peer: self.send_raw(p, frame))
+                    if not result.ok:
+                        continue
+                    log.info("event=state_fetch seq=%d peer=%s attempt=%d", seq, peer, attempt)
+                    with trio.move_on_after(wait_s):
+                        while last_executed() < seq:
+                            await self.progress.wait()
+                    if last_executed() >= seq:
+                        return
+                await trio.sleep(min(wait_s, 0.5 * attempt))
+            log.warning("event=state_fetch_gave_up seq=%d", seq)
+        finally:
+            if self.fetching == seq:
+                self.fetching = None
+
+    def note_progress(self) -> None:
+        self.progress.set()
+        self.progress = trio.Event()
