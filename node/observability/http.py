@@ -22,10 +22,14 @@ READ_TIMEOUT_S = 10.0
 MAX_CONNECTIONS = 64
 
 
-async def _send(stream: trio.abc.Stream, conn: h11.Connection, status: int, ctype: str,
-                body: bytes) -> None:
-    headers = [("content-type", ctype), ("content-length", str(len(body))),
-               ("cache-control", "no-store")]
+async def _send(
+    stream: trio.abc.Stream, conn: h11.Connection, status: int, ctype: str, body: bytes
+) -> None:
+    headers = [
+        ("content-type", ctype),
+        ("content-length", str(len(body))),
+        ("cache-control", "no-store"),
+    ]
     data = conn.send(h11.Response(status_code=status, headers=headers))
     data += conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
     await stream.send_all(data)

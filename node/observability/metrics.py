@@ -13,7 +13,20 @@ CIRCUIT_VALUES = {"closed": 0, "open": 1, "half_open": 2}
 
 # Breaker latencies: sub-millisecond on loopback up to the 10 s request timeout.
 LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 
 
@@ -23,35 +36,50 @@ class ReplicaMetrics:
     def __init__(self, replica_id: int, fault: str | None) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.circuit_state = Gauge(
-            "circuit_breaker_state", "Circuit state per peer: 0 closed, 1 open, 2 half-open",
-            ["peer"], registry=r,
+            "circuit_breaker_state",
+            "Circuit state per peer: 0 closed, 1 open, 2 half-open",
+            ["peer"],
+            registry=r,
         )
         self.trips = Counter(
-            "circuit_breaker_trips_total", "Transitions of a peer's circuit to open",
-            ["peer"], registry=r,
+            "circuit_breaker_trips_total",
+            "Transitions of a peer's circuit to open",
+            ["peer"],
+            registry=r,
         )
         self.success = Counter(
             "circuit_breaker_success_total", "Guarded calls that succeeded", ["peer"], registry=r
         )
         self.failure = Counter(
-            "circuit_breaker_failure_total", "Guarded calls that failed or timed out",
-            ["peer"], registry=r,
+            "circuit_breaker_failure_total",
+            "Guarded calls that failed or timed out",
+            ["peer"],
+            registry=r,
         )
         self.rejected = Counter(
-            "circuit_breaker_rejected_total", "Calls rejected because the circuit was open",
-            ["peer"], registry=r,
+            "circuit_breaker_rejected_total",
+            "Calls rejected because the circuit was open",
+            ["peer"],
+            registry=r,
         )
         self.latency = Histogram(
-            "circuit_breaker_latency_seconds", "Guarded call latency by outcome",
-            ["peer", "outcome"], buckets=LATENCY_BUCKETS, registry=r,
+            "circuit_breaker_latency_seconds",
+            "Guarded call latency by outcome",
+            ["peer", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.queue_depth = Gauge(
-            "bft_fallback_queue_depth", "Messages waiting in a peer's fallback queue",
-            ["peer"], registry=r,
+            "bft_fallback_queue_depth",
+            "Messages waiting in a peer's fallback queue",
+            ["peer"],
+            registry=r,
         )
         self.adaptive_timeout = Gauge(
-            "bft_adaptive_timeout_seconds", "A peer's current adaptive call timeout",
-            ["peer"], registry=r,
+            "bft_adaptive_timeout_seconds",
+            "A peer's current adaptive call timeout",
+            ["peer"],
+            registry=r,
         )
         self.view = Gauge("bft_view", "Current view", registry=r)
         self.last_executed = Gauge(
@@ -67,8 +95,10 @@ class ReplicaMetrics:
             "bft_requests_executed_total", "Client requests executed", registry=r
         )
         self.invalid = Counter(
-            "bft_invalid_messages_total", "Rejected input by peer and reason",
-            ["peer", "reason"], registry=r,
+            "bft_invalid_messages_total",
+            "Rejected input by peer and reason",
+            ["peer", "reason"],
+            registry=r,
         )
         self.state_transfers = Counter(
             "bft_state_transfers_total", "Completed state transfers", registry=r
@@ -77,12 +107,16 @@ class ReplicaMetrics:
             "bft_degraded", "1 while too many circuits are open to reach a quorum", registry=r
         )
         self.inbox_dropped = Counter(
-            "bft_inbox_dropped_total", "Inbound messages dropped because the inbox was full",
-            ["peer"], registry=r,
+            "bft_inbox_dropped_total",
+            "Inbound messages dropped because the inbox was full",
+            ["peer"],
+            registry=r,
         )
         self.client_refused = Counter(
-            "bft_client_refused_total", "Client requests answered with an error at once",
-            ["reason"], registry=r,
+            "bft_client_refused_total",
+            "Client requests answered with an error at once",
+            ["reason"],
+            registry=r,
         )
         Info("bft_replica", "Replica identity and fault mode", registry=r).info(
             {"id": str(replica_id), "fault": fault or "none"}
