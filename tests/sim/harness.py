@@ -1,0 +1,447 @@
+"""The simulation: n real `ReplicaCore`s, clients and adversaries on one virtual clock.
+
+`Simulation(params).run()` plays one schedule to the end and returns a `SimResult`. Each
+step pops the next entry of the seeded `EventQueue` (a message delivery, a timer, a
+client action, a crash, a restart, a partition, GST), feeds it to the right core, applies
+the actions that come out exactly as the Trio shell does (all `Persist` records of the
+round first, as one transaction, then the rest in order) and then checks every invariant.
+The schedule stops at the first violation, when every client has its results, or when
+the liveness bound after GST runs out.
+"""
+
+from __future__ import annotations
+
+import functools
+import traceback
+from collections import Counter
+from typing import Any
+
+from node.consensus import codec
+from node.consensus.config import CoreConfig
+from node.consensus.core import ReplicaCore
+from node.consensus.crypto import Signer, VerifyCache
+from node.consensus.events import (
+    Broadcast,
+    CancelTimer,
+    Executed,
+    FetchState,
+    MessageReceived,
+    Persist,
+    Rejected,
+    ReplyToClient,
+    RequestReceived,
+    Send,
+    StartTimer,
+    StateTransferred,
+    TimerFired,
+    ViewChanged,
+)
+from node.consensus.messages import StateRequest
+
+from .adversary import Adversary, AdversaryContext, make_adversary
+from .clients import SimClient
+from .invariants import Invariants, RecordingApp
+from .keys import PRINCIPALS, cluster_keys
+from .network import NetworkModel
+from .params import ScheduleParams, schedule_rng
+from .payloads import (
+    ClientStep,
+    Control,
+    Deliver,
+    FetchRetry,
+    Tick,
+    TimerDue,
+    ToClient,
+    ToReplica,
+)
+from .result import SimResult
+from .scheduler import EventQueue
+from .store import DurableStore
+from .trace import Trace
+
+FETCH_RETRY_S = 0.3
+TICK_S = 0.25
+DRAIN_S = 0.3  # keep running this long after the last client result
+
+
+@functools.cache
+def _signers(n: int) -> tuple[tuple[Signer, ...], dict[str, Signer], Signer]:
+    keys = cluster_keys(n)
+    return (
+        tuple(Signer(kp.seed) for kp in keys.replicas),
+        {p: Signer(kp.seed) for p, kp in keys.clients.items()},
+        Signer(keys.outsider.seed),
+    )
+
+
+@functools.cache
+def _verify_cache(n: int) -> VerifyCache:
+    """One verdict cache per cluster size, shared by every core of every schedule
+    (a verdict is a pure function of key, payload and signature)."""
+    return VerifyCache(max_entries=400_000)
+
+
+class Simulation:
+    def __init__(
+        self,
+        params: ScheduleParams,
+        core_class: type[ReplicaCore] = ReplicaCore,
+        replay_hint: str | None = None,
+    ) -> None:
+        p = self.params = params
+        self.core_class = core_class
+        self.replay_hint = replay_hint or f"python -m tests.sim.replay {p.seed} --n {p.n}"
+        self.cfg = CoreConfig(
+            n=p.n,
+            f=p.f,
+            batch_max=p.batch_max,
+            checkpoint_interval=p.checkpoint_interval,
+            watermark_window=p.watermark_window,
+            view_change_timeout_s=p.view_change_timeout_s,
+            batch_timeout_s=p.batch_timeout_s,
+        )
+        keys = cluster_keys(p.n)
+        self.replica_keys = keys.replica_public
+        self.client_keys = keys.client_public
+        self.signers, client_signers, outsider = _signers(p.n)
+        self.queue = EventQueue(schedule_rng(p.seed, p.n, "queue"))
+        self.net = NetworkModel(schedule_rng(p.seed, p.n, "net"), p.network)
+        self.trace = Trace()
+        self.ledger = Invariants(p.correct)
+        self.stores = [DurableStore() for _ in range(p.n)]
+        self.cores: list[ReplicaCore | None] = [self._new_core(r) for r in range(p.n)]
+        self.incarnation = [0] * p.n
+        self.timers: dict[tuple[int, str], Any] = {}
+        self.crash_mid_round: set[int] = set()
+        self.adversaries: dict[int, Adversary] = {}
+        conspiracy: dict[Any, Any] = {}
+        for r, kind in p.byzantine.items():
+            ctx = AdversaryContext(
+                r,
+                p.n,
+                p.f,
+                self.signers[r],
+                outsider,
+                schedule_rng(p.seed, p.n, f"adversary/{r}"),
+                functools.partial(self._core, r),
+                p.watermark_window,
+                conspiracy,
+            )
+            self.adversaries[r] = make_adversary(kind, ctx)
+        client_rng = schedule_rng(p.seed, p.n, "clients")
+        self.clients = [
+            SimClient(
+                f"{PRINCIPALS[i % len(PRINCIPALS)]}/c{i}",
+                client_signers[PRINCIPALS[i % len(PRINCIPALS)]],
+                p.n,
+                p.f,
+                p.requests_per_client,
+                client_rng,
+            )
+            for i in range(p.clients)
+        ]
+        self.by_session = {c.session: i for i, c in enumerate(self.clients)}
+        self.steps = 0
+        self.view_changes = 0
+        self.state_transfers = 0
+        self.restarts = 0
+        self.rejected: Counter[str] = Counter()
+        self.finished_at: float | None = None
+        self._plan()
+
+    # --- setup ----------------------------------------------------------------------------
+    def _core(self, r: int) -> ReplicaCore:
+        core = self.cores[r]
+        assert core is not None
+        return core
+
+    def _new_core(self, r: int) -> ReplicaCore:
+        return self.core_class(
+            self.cfg,
+            r,
+            self.signers[r],
+            self.replica_keys,
+            self.client_keys,
+            RecordingApp(r, self.ledger),
+            verify_cache=_verify_cache(self.params.n),
+        )
+
+    def _plan(self) -> None:
+        p, q = self.params, self.queue
+        for i, start in enumerate(p.client_start):
+            q.schedule_at(start, ClientStep(i))
+        for crash in p.crashes:
+            mid = schedule_rng(p.seed, p.n, "mid").random() < 0.5
+            q.schedule_at(crash.at, Control("crash_mid_round" if mid else "crash", crash.replica))
+            q.schedule_at(crash.restart_at, Control("restart", crash.replica))
+        for part in p.partitions:
+            q.schedule_at(part.at, Control("partition", part.groups))
+            q.schedule_at(part.until, Control("heal"))
+        q.schedule_at(p.gst, Control("gst"))
+        for r in self.adversaries:
+            q.schedule_at(TICK_S, Tick(r))
+
+    # --- main loop -------------------------------------------------------------------------
+    def run(self) -> SimResult:
+        p, q, ledger = self.params, self.queue, self.ledger
+        deadline = p.settle_time + p.liveness_bound_s
+        while not ledger.violations:
+            entry = q.pop()
+            if entry is None:
+                break
+            self.steps += 1
+            try:
+                self.dispatch(entry.payload)
+            except Exception:  # noqa: BLE001 - a crash on any input is a finding, with trace
+                ledger.fail("exception", traceback.format_exc(limit=-6))
+                break
+            self.check_progress()
+            if self.finished_at is None and all(c.done for c in self.clients):
+                self.finished_at = q.now
+            if self.finished_at is not None and q.now > self.finished_at + DRAIN_S:
+                break
+            if q.now > deadline or self.steps >= p.max_steps:
+                break
+        if not ledger.violations and self.finished_at is None:
+            waiting = [
+                f"{c.session} ts={c.current.request.timestamp}" for c in self.clients if c.current
+            ] or ["requests not yet started"]
+            ledger.fail(
+                "liveness",
+                f"after {self.steps} steps / {q.now:.2f}s (settled at {p.settle_time:.2f}s) "
+                f"still waiting: {', '.join(waiting)}",
+            )
+        return SimResult(
+            p,
+            list(ledger.violations),
+            self.trace,
+            self.steps,
+            q.now,
+            len(ledger.executed),
+            self.view_changes,
+            self.state_transfers,
+            self.restarts,
+            sum(len(c.history) for c in self.clients if c.done),
+            self.rejected,
+            self.replay_hint,
+        )
+
+    def check_progress(self) -> None:
+        """Per-step state-digest check for every correct replica that executed further."""
+        ledger = self.ledger
+        for r in ledger.correct:
+            core = self.cores[r]
+            if core is not None and core.last_executed != ledger.last_executed.get(r, 0):
+                ledger.on_progress(r, core.last_executed, core.state_digest)
+
+    # --- dispatch -------------------------------------------------------------------------
+    def dispatch(self, ev: Any) -> None:
+        kind = type(ev)
+        now = self.queue.now
+        if kind is Deliver:
+            core = self.cores[ev.dst]
+            if core is None:
+                self.trace.add(now, "lost", ev.src, ev.dst, ev.msg)
+                return
+            self.trace.add(now, "deliver", ev.src, ev.dst, ev.msg)
+            adv = self.adversaries.get(ev.dst)
+            if adv is not None:
+                adv.observe(ev.src, ev.msg)
+            self.feed(ev.dst, MessageReceived(ev.src, ev.msg))
+        elif kind is ToReplica:
+            if self.cores[ev.dst] is None:
+                return
+            self.trace.add(now, "request", ev.client, ev.dst, ev.request)
+            adv = self.adversaries.get(ev.dst)
+            if adv is not None:
+                adv.observe(ev.client, ev.request)
+            self.feed(ev.dst, RequestReceived(ev.request))
+        elif kind is ToClient:
+            self.trace.add(now, "reply", ev.src, ev.client, ev.reply)
+            self.on_reply(ev)
+        elif kind is TimerDue:
+            self.timers.pop((ev.replica, ev.name), None)
+            self.trace.add(now, "timer", ev.replica, None, ev.name)
+            self.feed(ev.replica, TimerFired(ev.name))
+        elif kind is ClientStep:
+            self.client_step(ev)
+        elif kind is FetchRetry:
+            self.fetch(ev.replica, ev.seq, ev.attempt, ev.incarnation)
+        elif kind is Tick:
+            adv = self.adversaries[ev.replica]
+            if self.cores[ev.replica] is not None:
+                self.emit(ev.replica, adv.tick())
+            self.queue.schedule(TICK_S, ev)
+        else:
+            self.control(ev)
+
+    def feed(self, r: int, event: Any) -> None:
+        core = self.cores[r]
+        if core is not None:
+            self.apply(r, core.handle(event))
+
+    def apply(self, r: int, actions: list[Any]) -> None:
+        """Perform one round's actions the way the shell does."""
+        records = [rec for a in actions if type(a) is Persist for rec in a.records]
+        if records:
+            self.stores[r].write(records)
+        if r in self.crash_mid_round:
+            self.crash_mid_round.discard(r)
+            self.trace.add(self.queue.now, "crash", r, None, "after persist, before sends")
+            self.crash(r)
+            return
+        adv = self.adversaries.get(r)
+        if adv is not None:
+            self.emit(r, adv.outgoing(actions))
+        for a in actions:
+            kind = type(a)
+            if adv is None and kind in (Send, Broadcast, ReplyToClient):
+                if kind is Send:
+                    self.send(r, a.to, a.msg)
+                elif kind is Broadcast:
+                    for dst in range(self.params.n):
+                        if dst != r:
+                            self.send(r, dst, a.msg)
+                else:
+                    self.send_reply(r, a.client, a.reply)
+            elif kind is StartTimer:
+                self.cancel_timer(r, a.timer)
+                self.timers[(r, a.timer)] = self.queue.schedule(a.delay_s, TimerDue(r, a.timer))
+            elif kind is CancelTimer:
+                self.cancel_timer(r, a.timer)
+            elif kind is Executed:
+                self.trace.add(self.queue.now, "executed", r, None, a)
+                self.ledger.on_executed(r, a.seq, a.digest)
+            elif kind is FetchState:
+                self.trace.add(self.queue.now, "fetch", r, None, a)
+                self.fetch(r, a.seq, 0, self.incarnation[r])
+            elif kind is ViewChanged:
+                self.view_changes += 1
+                self.trace.add(self.queue.now, "newview", r, None, f"view={a.view}")
+            elif kind is Rejected:
+                self.rejected[a.reason] += 1
+            elif kind is StateTransferred:
+                self.state_transfers += 1
+                self.trace.add(self.queue.now, "transfer", r, None, f"seq={a.seq}")
+
+    def emit(self, r: int, outs: list[tuple[Any, Any]]) -> None:
+        """Byzantine output: every message must survive the real codec, as on the wire."""
+        for dst, msg in outs:
+            try:
+                msg = codec.decode(codec.encode_uncached(msg))
+            except Exception:  # noqa: BLE001 - unencodable garbage never reaches a peer
+                self.trace.add(self.queue.now, "garbled", r, dst, type(msg).__name__)
+                continue
+            if isinstance(dst, str):
+                self.send_reply(r, dst, msg)
+            elif dst != r:
+                self.send(r, dst, msg)
+
+    def send(self, src: int, dst: int, msg: Any) -> None:
+        delays = self.net.route(src, dst)
+        if not delays:
+            self.trace.add(self.queue.now, "drop", src, dst, msg)
+        for d in delays:
+            self.queue.schedule(d, Deliver(src, dst, msg))
+
+    def send_reply(self, src: int, client: str, reply: Any) -> None:
+        for d in self.net.route(src, client):
+            self.queue.schedule(d, ToClient(src, client, reply))
+
+    def cancel_timer(self, r: int, name: str) -> None:
+        entry = self.timers.pop((r, name), None)
+        if entry is not None:
+            entry.cancelled = True
+
+    # --- clients --------------------------------------------------------------------------
+    def client_step(self, ev: ClientStep) -> None:
+        client = self.clients[ev.client]
+        now = self.queue.now
+        if ev.retry_ts is None:
+            request = client.next_request(now)
+            if request is None:
+                return
+            self.ledger.client_created(request.operation, client.session, request.timestamp)
+            targets = [client.primary_guess]
+        else:
+            current = client.current
+            if current is None or current.request.timestamp != ev.retry_ts:
+                return
+            request = current.request
+            targets = list(range(self.params.n))
+        for dst in targets:
+            for d in self.net.route(client.session, dst):
+                self.queue.schedule(d, ToReplica(client.session, dst, request))
+        retry = ClientStep(ev.client, request.timestamp)
+        self.queue.schedule(self.params.client_retry_s, retry)
+
+    def on_reply(self, ev: ToClient) -> None:
+        index = self.by_session.get(ev.client)
+        if index is None:
+            return
+        client = self.clients[index]
+        accepted = client.on_reply(ev.src, ev.reply, self.queue.now)
+        if accepted is not None:
+            self.trace.add(self.queue.now, "accepted", ev.client, None, accepted.request)
+            ts = accepted.request.timestamp
+            self.ledger.client_accepted(client.session, ts, client.wrong_result(accepted))
+            self.queue.schedule(0.0, ClientStep(index))
+
+    # --- state transfer -------------------------------------------------------------------
+    def fetch(self, r: int, seq: int, attempt: int, incarnation: int) -> None:
+        core = self.cores[r]
+        if core is None or incarnation != self.incarnation[r]:
+            return
+        fetching = core.fetching
+        if fetching is None or fetching[0] != seq:
+            return  # done, or superseded by a newer FetchState
+        peers = [p for p in range(self.params.n) if p != r]
+        start = (seq + r) % len(peers)
+        peer = peers[(start + attempt) % len(peers)]
+        self.send(r, peer, StateRequest(seq, r))
+        self.queue.schedule(FETCH_RETRY_S, FetchRetry(r, seq, attempt + 1, incarnation))
+
+    # --- faults ---------------------------------------------------------------------------
+    def control(self, ev: Control) -> None:
+        now = self.queue.now
+        self.trace.add(now, ev.what, "sim", None, str(ev.arg) if ev.arg is not None else "")
+        if ev.what == "crash":
+            self.crash(ev.arg)
+        elif ev.what == "crash_mid_round":
+            self.crash_mid_round.add(ev.arg)
+        elif ev.what == "restart":
+            self.restart(ev.arg)
+        elif ev.what == "partition":
+            self.net.partition(ev.arg)
+        elif ev.what == "heal":
+            self.net.heal()
+        elif ev.what == "gst":
+            self.net.stabilise()
+
+    def crash(self, r: int) -> None:
+        if self.cores[r] is None:
+            return
+        self.cores[r] = None
+        self.incarnation[r] += 1
+        for key in [k for k in self.timers if k[0] == r]:
+            self.cancel_timer(*key)
+
+    def restart(self, r: int) -> None:
+        self.crash_mid_round.discard(r)
+        if self.cores[r] is not None:
+            self.crash(r)
+        stored = self.stores[r].load()
+        core, actions = self.core_class.recover(
+            self.cfg,
+            r,
+            self.signers[r],
+            self.replica_keys,
+            self.client_keys,
+            RecordingApp(r, self.ledger),
+            stored=stored,
+            verify_cache=_verify_cache(self.params.n),
+        )
+        self.cores[r] = core
+        self.restarts += 1
+        self.ledger.last_executed.pop(r, None)
+        self.apply(r, actions)

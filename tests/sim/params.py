@@ -1,0 +1,165 @@
+"""Schedule parameters drawn from a seed: cluster size, faults, network chaos, workload.
+
+`ScheduleParams.from_seed(seed, n)` is the single place where a seed turns into a
+scenario, so a seed alone replays a schedule. Profiles (`adversaries=`) let the
+planted-bug tests pick the attacks that make a given bug show.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+
+import attrs
+
+from .network import NetworkParams
+
+# Every Byzantine behaviour the default run draws from (see adversary.py).
+ALL_ADVERSARIES: tuple[str, ...] = (
+    "silent",
+    "equivocate",
+    "conflict_votes",
+    "forge",
+    "replay",
+    "stale_vc",
+    "lying_vc",
+    "lying_nv",
+    "selective",
+    "garbage",
+)
+
+
+def schedule_rng(seed: int, n: int, label: str) -> random.Random:
+    """An independent seeded stream for one part of a schedule (params, run, ...)."""
+    material = hashlib.sha256(f"bft-sim/{label}/{n}/{seed}".encode()).digest()
+    return random.Random(int.from_bytes(material[:16], "big"))
+
+
+@attrs.frozen
+class Crash:
+    replica: int
+    at: float
+    restart_at: float
+
+
+@attrs.frozen
+class Partition:
+    at: float
+    until: float
+    groups: tuple[tuple[int, ...], ...]
+
+
+@attrs.frozen
+class ScheduleParams:
+    seed: int
+    n: int
+    f: int
+    byzantine: dict[int, str]  # replica -> adversary kind
+    crashes: tuple[Crash, ...]
+    partitions: tuple[Partition, ...]
+    network: NetworkParams
+    gst: float
+    clients: int
+    requests_per_client: int
+    client_start: tuple[float, ...]
+    checkpoint_interval: int
+    watermark_window: int
+    batch_max: int
+    view_change_timeout_s: float
+    batch_timeout_s: float
+    client_retry_s: float
+    liveness_bound_s: float
+    max_steps: int
+
+    @property
+    def correct(self) -> list[int]:
+        return [r for r in range(self.n) if r not in self.byzantine]
+
+    @property
+    def settle_time(self) -> float:
+        """When the liveness clock starts: GST and every correct replica back up."""
+        restarts = [c.restart_at for c in self.crashes]
+        return max([self.gst, *restarts])
+
+    def summary(self) -> str:
+        byz = ", ".join(f"{r}:{k}" for r, k in sorted(self.byzantine.items())) or "none"
+        crashes = ", ".join(f"{c.replica}@{c.at:.2f}-{c.restart_at:.2f}" for c in self.crashes)
+        net = self.network
+        return (
+            f"seed={self.seed} n={self.n} f={self.f} byzantine=[{byz}] crashes=[{crashes}] "
+            f"partitions={len(self.partitions)} drop={net.drop_p:.2f} dup={net.dup_p:.2f} "
+            f"gst={self.gst:.2f} clients={self.clients}x{self.requests_per_client} "
+            f"ckpt={self.checkpoint_interval} win={self.watermark_window} batch={self.batch_max}"
+        )
+
+    @classmethod
+    def from_seed(
+        cls,
+        seed: int,
+        n: int,
+        adversaries: Sequence[str] = ALL_ADVERSARIES,
+        byzantine_count: int | None = None,
+        byzantine_ids: Sequence[int] | None = None,
+        crash_p: float = 0.3,
+        max_drop_p: float = 0.15,
+    ) -> ScheduleParams:
+        rng = schedule_rng(seed, n, "params")
+        f = (n - 1) // 3
+        count = rng.randint(0, f) if byzantine_count is None else byzantine_count
+        # Half the time the first Byzantine is a primary of view 0 or 1, where it hurts most.
+        if byzantine_ids is not None:
+            chosen = list(byzantine_ids)
+        elif count and rng.random() < 0.5:
+            first = [rng.choice((0, 1))]
+            rest = rng.sample([r for r in range(n) if r != first[0]], count - 1)
+            chosen = first + rest
+        else:
+            chosen = rng.sample(range(n), count)
+        byzantine = {r: rng.choice(list(adversaries)) for r in sorted(chosen)}
+        gst = rng.uniform(0.3, 4.0)
+        correct = [r for r in range(n) if r not in byzantine]
+        crashes: list[Crash] = []
+        if rng.random() < crash_p:
+            victim = rng.choice(correct)
+            at = rng.uniform(0.0, gst)
+            crashes.append(Crash(victim, at, min(at + rng.uniform(0.1, 2.0), gst + 0.5)))
+        partitions: list[Partition] = []
+        for _ in range(rng.choice((0, 0, 1, 2))):
+            at = rng.uniform(0.0, gst)
+            members = list(range(n))
+            rng.shuffle(members)
+            cut = rng.randint(1, n - 1)
+            groups = (tuple(sorted(members[:cut])), tuple(sorted(members[cut:])))
+            partitions.append(Partition(at, at + rng.uniform(0.1, 1.5), groups))
+        network = NetworkParams(
+            drop_p=rng.uniform(0.0, max_drop_p) if rng.random() < 0.7 else 0.0,
+            dup_p=rng.uniform(0.0, 0.1) if rng.random() < 0.5 else 0.0,
+            min_delay_s=0.001,
+            max_delay_s=rng.choice((0.005, 0.02, 0.05)),
+            slow_p=rng.choice((0.0, 0.02, 0.1)),
+            slow_delay_s=0.5,
+        )
+        clients = rng.randint(1, 3)
+        ckpt = rng.choice((2, 3, 4))
+        return cls(
+            seed=seed,
+            n=n,
+            f=f,
+            byzantine=byzantine,
+            crashes=tuple(crashes),
+            partitions=tuple(partitions),
+            network=network,
+            gst=gst,
+            clients=clients,
+            requests_per_client=rng.randint(1, 5),
+            client_start=tuple(rng.uniform(0.0, 1.0) for _ in range(clients)),
+            checkpoint_interval=ckpt,
+            watermark_window=ckpt * rng.choice((2, 3)),
+            batch_max=rng.choice((1, 2, 4)),
+            view_change_timeout_s=rng.choice((0.5, 1.0)),
+            batch_timeout_s=rng.choice((0.005, 0.02)),
+            client_retry_s=rng.choice((0.3, 0.6)),
+            liveness_bound_s=60.0,
+            max_steps=200_000,
+        )
