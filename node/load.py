@@ -1,7 +1,10 @@
 """`bft-node load`: closed-loop load from many client sessions over one connection pool.
 
 Each session puts a key, waits for f+1 matching replies, and puts the next; the run is
-bounded by `--duration`. It prints committed ops/s and latency percentiles, and with
+bounded by `--duration`. With `rate_per_s` (for benches: latency at a given load), the
+sessions instead take requests from a fixed schedule of `rate_per_s` arrivals per second
+and each latency is measured from the request's scheduled time, so time spent waiting for
+a free session counts (no coordinated omission). It prints committed ops/s and latency percentiles, and with
 `--json` one JSON object as its last line (`ops_per_s`, `p50_ms`, `p90_ms`, `p99_ms`,
 `errors`, `clients`, `duration_s`).
 """
@@ -39,12 +42,15 @@ async def run_load(
     *,
     request_timeout_s: float = 10.0,
     timeline: list[tuple[float, float]] | None = None,
+    rate_per_s: float | None = None,
 ) -> dict[str, Any]:
     """Run the load; return the summary dict. `timeline` collects (time, latency) pairs."""
     if clients < 1:
         raise UserError("--clients must be >= 1")
     if duration_s <= 0:
         raise UserError("--duration must be > 0")
+    if rate_per_s is not None and rate_per_s <= 0:
+        raise UserError("the rate must be > 0")
     pool = ClientPool(cfg)
     latencies: list[float] = []
     errors = 0
@@ -54,14 +60,22 @@ async def run_load(
             await pool.wait_connected(cfg.f + 1)
         start = trio.current_time()
         deadline = start + duration_s
+        next_arrival = 0
 
         async def one_client(i: int) -> None:
-            nonlocal errors
+            nonlocal errors, next_arrival
             session = Session(pool)
             n = 0
             while trio.current_time() < deadline:
                 n += 1
-                t0 = trio.current_time()
+                if rate_per_s is None:
+                    t0 = trio.current_time()
+                else:  # the next request of the schedule, timed from when it was due
+                    t0 = start + next_arrival / rate_per_s
+                    next_arrival += 1
+                    if t0 >= deadline:
+                        break
+                    await trio.sleep_until(t0)
                 try:
                     await session.invoke(
                         op_put(f"load-{i}-{n % 1000}", f"v{n}"),
@@ -92,6 +106,7 @@ async def run_load(
         "clients": clients,
         "duration_s": round(elapsed, 2),
         "ops": len(latencies),
+        "rate_per_s": rate_per_s,
     }
 
 

@@ -3,11 +3,22 @@ HTTP, and owns every task in one nursery.
 
 Tasks: the peer listener (peer and client routes), one PeerLink per peer, one sender per
 peer, the guards' probe/drain tasks, heartbeats, the HTTP server, and the core loop. The
-core loop takes a batch of events from the one bounded inbox, runs them through
-`core.handle`, makes the round's `Persist` records durable in one SQLite transaction (in
-a worker thread), then performs the round's other actions in order (raft's Ready rule:
-nothing that depends on a record is sent before the record is on disk). Timers are
-deadlines the core loop waits on with `move_on_at`.
+core loop takes a batch of events from the one bounded inbox (a round), runs them
+through `core.handle`, makes the round's `Persist` records durable in one SQLite
+transaction, then performs the round's other actions in order (raft's Ready rule: nothing
+that depends on a record is sent before the record is on disk). A round of log records is
+written on the event loop itself (a WAL append and one fsync, ~0.2 ms: cheaper than the
+~130 µs of CPU a worker-thread hop costs on a 2-core box); a round with a checkpoint
+snapshot goes to a worker thread. The round's outbound messages leave as one group per
+peer and its client replies as one write per client connection. Timers are deadlines the
+core loop waits on with `move_on_at`; a zero-delay timer fires at the end of the round.
+
+Batching: the core runs with `max_in_flight = MAX_IN_FLIGHT` (load-sized batches, see
+`node/consensus/requests.py`). Replies to a client session that wrote only to the
+primary go out on its principal's connection (`Listener.client_for`), so a new session
+has f + 1 replies at once. When a link to a peer comes back, an open circuit to it is
+probed at once rather than after its (backed-off) open timeout. `BFT_PROFILE=PATH`
+profiles the process (see `Replica.run`).
 
 Degraded mode: while the open circuits leave fewer than 2f reachable peers, the replica
 cannot be part of a quorum; it answers clients at once with `Refused("quorum
@@ -55,7 +66,7 @@ from node.fault_injection import FaultInjector
 from node.faults import Fault
 from node.observability.http import serve_http
 from node.observability.metrics import ReplicaMetrics
-from node.persistence import load_state, write_round
+from node.persistence import inline_write, load_state, write_round
 from node.replica_net import PeerTraffic
 from node.replica_status import http_routes, metric_hooks
 from node.resilience import BreakerConfig, FallbackConfig, TimeoutConfig
@@ -69,8 +80,22 @@ log = logging.getLogger("bft.replica")
 INBOX_SIZE = 20_000
 CLIENT_SHARE = 0.5  # client requests are refused once the inbox is this full
 ROUND_MAX_EVENTS = 512
+# Load-sized batching (see node/consensus/requests.py): the primary keeps one batch in
+# flight and puts every request that arrives meanwhile into the next one. Measured on a
+# 2-core box (docs/performance.md): 1 beats 2 and 4, and beats the batch timer alone.
+MAX_IN_FLIGHT = 1
 MAX_CLIENT_ROUTES = 100_000
 EVIDENCE = {"bad_signature": "invalid_signature", "equivocation": "equivocation"}
+
+
+def _start_profiler() -> Any:
+    import cProfile
+    import time
+
+    timer = time.thread_time if os.environ.get("BFT_PROFILE_CPU") else time.perf_counter
+    profiler = cProfile.Profile(timer)
+    profiler.enable()
+    return profiler
 
 
 def _section(cfg: ClusterConfig, name: str, cls: type, **extra: Any) -> Any:
@@ -113,7 +138,14 @@ class Replica:
         self.peers = [str(r.id) for r in cfg.replicas if r.id != replica_id]
         for peer in self.peers:
             self.metrics.init_peer(peer)
-        self.core_cfg = _section(cfg, "consensus", CoreConfig, n=cfg.n, f=cfg.f)
+        self.core_cfg = _section(
+            cfg,
+            "consensus",
+            CoreConfig,
+            n=cfg.n,
+            f=cfg.f,
+            max_in_flight=MAX_IN_FLIGHT,
+        )
         self.breaker_cfg = _section(cfg, "breaker", BreakerConfig)
         self.timeout_cfg = _section(cfg, "timeout", TimeoutConfig)
         self.fallback_cfg = _section(cfg, "fallback", FallbackConfig)
@@ -129,20 +161,36 @@ class Replica:
         self.log = log
         self.http_port: int | None = None
         self.port: int | None = None
-        self._clients: OrderedDict[str, Any] = OrderedDict()
+        self._clients: OrderedDict[str, Any] = OrderedDict()  # session -> its connection
+        self._listener: Listener | None = None
         self._timers: dict[str, float] = {}
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[Any](INBOX_SIZE)
+        self.requests_executed = 0
+        self._gauges: tuple[int, int, int, bool] | None = None
+        self.writes = 0  # rounds whose records were written (one transaction each)
+        self.writes_in_thread = 0  # of those, the large ones written in a worker thread
         self._nursery: trio.Nursery | None = None
         self._principals = {c.name for c in cfg.clients}
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Start every task; `task_status.started()` once the replica listens and serves."""
+        """Start every task; `task_status.started()` once the replica listens and serves.
+
+        With the environment variable `BFT_PROFILE=PATH` set, the replica's Trio thread
+        runs under cProfile and the statistics go to `PATH.<id>` when it stops (for
+        finding hot spots; `BFT_PROFILE_CPU=1` times functions in thread CPU time instead
+        of wall time, which on a box shared by 5 busy processes charges a function for the
+        time others ran; see docs/performance.md)."""
+        profile_path = os.environ.get("BFT_PROFILE")
+        profiler = _start_profiler() if profile_path else None
         try:
             await self._run(task_status)
         finally:
             self.running = False
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(f"{profile_path}.{self.id}")
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self.storage.close)
 
@@ -183,6 +231,7 @@ class Replica:
                     backoff_max_s=1.0,
                     max_frame=self.transport_cfg["max_peer_frame"],
                 ),
+                on_state=self._on_link_state,
                 on_invalid=self._on_invalid,
                 rng=random.Random(self.rng.random()),
             )
@@ -225,6 +274,7 @@ class Replica:
                 handshake_timeout_s=self.transport_cfg["handshake_timeout_s"],
             ),
         )
+        self._listener = listener
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self.port = await nursery.start(listener.serve)
@@ -297,9 +347,30 @@ class Replica:
                 await self._apply(actions)
 
     async def _apply(self, actions: list[Any]) -> None:
+        """Perform one round's actions: write its records in one transaction, then the
+        rest in order. Timers are armed as the core asked (they depend on no record)."""
         records = [r for a in actions if type(a) is Persist for r in a.records]
         if records:
-            await trio.to_thread.run_sync(write_round, self.storage, records)
+            self.writes += 1
+            if inline_write(records):
+                write_round(self.storage, records)
+            else:
+                self.writes_in_thread += 1
+                await trio.to_thread.run_sync(write_round, self.storage, records)
+        now = trio.current_time()
+        rest = []
+        for a in actions:
+            kind = type(a)
+            if kind is StartTimer:
+                self._timers[a.timer] = now + a.delay_s
+            elif kind is CancelTimer:
+                self._timers.pop(a.timer, None)
+            elif kind is not Persist:
+                rest.append(a)
+        self._perform(rest)
+
+    def _perform(self, actions: list[Any]) -> None:
+        """The actions of a round whose records are durable, in order."""
         traffic = self.traffic
         assert traffic is not None and self.core is not None
         for a in actions:
@@ -309,13 +380,10 @@ class Replica:
             elif kind is Broadcast:
                 traffic.broadcast(a.msg)
             elif kind is ReplyToClient:
-                await self._reply(a.client, a.reply.wire)
-            elif kind is StartTimer:
-                self._timers[a.timer] = trio.current_time() + a.delay_s
-            elif kind is CancelTimer:
-                self._timers.pop(a.timer, None)
+                self._reply(a.client, a.reply.wire)
             elif kind is Executed:
                 self.metrics.requests_executed.inc(a.n_requests)
+                self.requests_executed += a.n_requests
                 traffic.note_progress()
             elif kind is FetchState:
                 assert self._nursery is not None
@@ -336,12 +404,18 @@ class Replica:
                 log.info("event=state_transferred replica=%d seq=%d", self.id, a.seq)
             elif kind is Rejected:
                 self._count_rejected(a.sender, a.reason)
+        traffic.flush()
         self.refresh_gauges()
 
     def refresh_gauges(self) -> None:
+        """Set the core's gauges (only when a value changed: this runs every round)."""
         core = self.core
         if core is None:
             return
+        values = (core.view, core.last_executed, core.stable_checkpoint, self.degraded)
+        if values == self._gauges:
+            return
+        self._gauges = values
         m = self.metrics
         m.view.set(core.view)
         m.last_executed.set(core.last_executed)
@@ -385,14 +459,20 @@ class Replica:
         except LinkDown:
             pass
 
-    async def _reply(self, client: str, frame: bytes) -> None:
+    def _reply(self, client: str, frame: bytes) -> None:
         if not self.injector.allows_client_replies():
             return
         conn = self._clients.get(client)
         if conn is None or conn.closed:
-            return
+            # A session that sent its request to the primary only: answer on its
+            # principal's connection (the sessions of a principal share one per replica),
+            # so it has f+1 replies now instead of after its retransmission timeout.
+            assert self._listener is not None
+            conn = self._listener.client_for(client.split("/", 1)[0])
+            if conn is None:
+                return
         try:
-            await conn.send(frame)
+            conn.send_nowait(frame)
         except LinkDown:
             self._clients.pop(client, None)
 
@@ -422,6 +502,15 @@ class Replica:
     async def _probe(self, peer: str) -> float:
         assert self.traffic is not None
         return await self.traffic.probe(peer)
+
+    def _on_link_state(self, peer: str, up: bool) -> None:
+        """Our link to `peer` (re)connected and authenticated: the peer is back, so an
+        open circuit is tested now (half-open probes) instead of after its open timeout,
+        which has backed off while the peer was down. A forced-open circuit stays open."""
+        if not up or self.guards is None:
+            return
+        if self.guards[peer].breaker.enter_half_open(trio.current_time()):
+            log.info("event=circuit_probe_on_reconnect replica=%d peer=%s", self.id, peer)
 
     def _on_transition(self, peer: str, old: str, new: str) -> None:
         log.info("event=circuit replica=%d peer=%s from=%s to=%s", self.id, peer, old, new)

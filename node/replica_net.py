@@ -2,9 +2,13 @@
 the guards (breaker, adaptive timeout, fallback queue), heartbeats, and state fetching.
 
 Outbound path of a core message: `PeerTraffic.enqueue` (non-blocking, from the core loop;
-applies the fault mode; encodes once) -> the peer's bounded channel -> its sender task ->
-`GuardSet.send` (through the breaker to the `PeerLink`, or into the fallback queue while
-the circuit is open; the queue drains when it closes). A full channel spills into the
+applies the fault mode; encodes once) buffers it per peer; `flush` (at the end of the
+replica's round) hands each peer's buffered frames as one group to the peer's bounded
+channel -> its sender task -> one guarded call that puts the whole group on the
+`PeerLink` (through the breaker, with the adaptive deadline), or into the fallback queue
+while the circuit is open (the queue drains when it closes). One breaker permit, cancel
+scope and task switch per group instead of per message is what lets a replica send a
+round's prepares, commits and checkpoints cheaply. A full channel spills into the
 fallback queue, so the core loop never waits on a slow peer.
 """
 
@@ -31,7 +35,8 @@ from transport import PeerLink
 
 log = logging.getLogger("bft.replica")
 
-OUTQ_SIZE = 4096
+OUTQ_SIZE = 1024  # groups of frames per peer
+Item = tuple[bytes, int, Hashable | None, float]  # frame, priority, key, not_before
 
 
 def priority_of(msg: Message) -> tuple[int, Hashable | None]:
@@ -70,6 +75,7 @@ class PeerTraffic:
         self._out: dict[str, tuple[trio.MemorySendChannel, trio.MemoryReceiveChannel]] = {
             peer: trio.open_memory_channel(OUTQ_SIZE) for peer in links
         }
+        self._buffered: dict[str, list[Item]] = {peer: [] for peer in links}
         self.fetching: int | None = None
         self.startup_until = 0.0  # set by the replica when it starts
         self.progress = trio.Event()  # set when the core reports execution progress
@@ -77,33 +83,79 @@ class PeerTraffic:
     # -- outbound -----------------------------------------------------------------------
 
     def enqueue(self, to: int, msg: Message) -> None:
-        """Queue `msg` for replica `to` without waiting (called from the core loop)."""
+        """Buffer `msg` for replica `to` without waiting (called from the core loop);
+        `flush` hands it to the sender."""
         out = self.injector.outbound(to, msg)
         if out is None:
             return
-        peer = str(to)
         priority, key = priority_of(out.msg)
         not_before = trio.current_time() + out.delay_s if out.delay_s else 0.0
-        item = (out.msg.wire, priority, key, not_before)
-        try:
-            self._out[peer][0].send_nowait(item)
-        except trio.WouldBlock:
-            guard = self.guards[peer]
-            guard.queue.push(item[0], priority=priority, key=key, now=trio.current_time())
-            self.guards.report_depth(guard)
-            self.guards.maybe_start_drain(guard)
+        self._buffered[str(to)].append((out.msg.wire, priority, key, not_before))
 
     def broadcast(self, msg: Message) -> None:
         for peer in self.links:
             self.enqueue(int(peer), msg)
 
+    def flush(self) -> None:
+        """Hand every peer's buffered frames to its sender task, one group per peer."""
+        for peer, items in self._buffered.items():
+            if not items:
+                continue
+            self._buffered[peer] = []
+            try:
+                self._out[peer][0].send_nowait(items)
+            except trio.WouldBlock:
+                self._spill(peer, items, attempts=0)
+
+    def _spill(self, peer: str, items: list[Item], attempts: int) -> None:
+        """Put frames that could not go out now into the peer's fallback queue; the first
+        one counts `attempts` failed attempts, the rest were not tried."""
+        guard = self.guards[peer]
+        now = trio.current_time()
+        for i, (frame, priority, key, _) in enumerate(items):
+            guard.queue.push(
+                frame, priority=priority, key=key, now=now, attempts=attempts * (i == 0)
+            )
+        self.guards.report_depth(guard)
+        self.guards.maybe_start_drain(guard)
+
     async def sender(self, peer: str) -> None:
         """The one task that sends to `peer`, in order, through its guard."""
         receive = self._out[peer][1]
-        async for data, priority, key, not_before in receive:
-            if not_before:
-                await trio.sleep_until(not_before)
-            await self.guards.send(peer, data, priority, key)
+        async for items in receive:
+            try:
+                while len(items) < OUTQ_SIZE:
+                    items = items + receive.receive_nowait()
+            except trio.WouldBlock:
+                pass
+            if any(not_before for _, _, _, not_before in items):  # the delay fault mode
+                for data, priority, key, not_before in items:
+                    if not_before:
+                        await trio.sleep_until(not_before)
+                    await self.guards.send(peer, data, priority, key)
+            else:
+                await self._send_group(peer, items)
+
+    async def _send_group(self, peer: str, items: list[Item]) -> None:
+        """One guarded call for a group of frames; what did not go out is queued."""
+        guard = self.guards[peer]
+        mark = guard.queue.last_seq
+        sent = 0
+
+        async def send_all() -> None:
+            nonlocal sent
+            for frame, _, _, _ in items[sent:]:
+                await self.send_raw(peer, frame)
+                sent += 1
+
+        result = await self.guards.guarded(guard, send_all)
+        if result.ok:
+            # a delivered message supersedes an older queued one with the same key
+            for _, _, key, _ in items:
+                if key is not None and guard.queue.supersede(key, up_to_seq=mark):
+                    self.guards.report_depth(guard)
+            return
+        self._spill(peer, items[sent:], attempts=0 if result.outcome == "rejected" else 1)
 
     async def send_raw(self, peer: str, data: bytes) -> None:
         """The guards' send function: one frame on the peer's link. Until the startup

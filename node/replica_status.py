@@ -60,6 +60,8 @@ def status_dict(replica: Replica) -> dict[str, Any]:
         "degraded": replica.degraded,
         "in_view_change": core.in_view_change,
         "inbox": replica.inbox_depth(),
+        "requests_executed": replica.requests_executed,
+        "writes": replica.writes,
         "peers": peers,
     }
 

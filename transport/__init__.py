@@ -21,6 +21,9 @@ Listening (one per replica, routes /peer and /client)::
     port = await nursery.start(listener.serve)     # port 0 -> the bound port
 
     await conn.send(reply_bytes)   # answer a client on its own connection; conn.closed
+    conn.send_nowait(reply_bytes)  # the same without yielding (replies queued together
+                                   # leave in one socket write)
+    listener.client_for("client")  # newest open connection of a principal, or None
 
 The handlers are awaited by the connection's reader before it reads on: they must be
 quick (put into a bounded inbox; drop and count when full), or control frames starve.

@@ -9,6 +9,11 @@ The handshake proves our principal name with its Ed25519 key and checks that the
 end holds ``replica_key`` (an impostor replica fails with HandshakeFailed
 ``bad_signature``). Frames are binary and at most ``max_frame`` bytes both ways.
 ``receive`` must be called to keep reading: unread replies stay in a small queue.
+
+``send`` queues the frame for the link's one writer task, which sends every frame queued
+meanwhile with one system call (many client sessions share one link, so requests come in
+bursts); it waits only while the outbox is full, at most ``send_timeout_s``, after which
+the link is closed. A frame accepted by ``send`` is written unless the link is lost first.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import trio
 import trio_websocket
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from transport._ws import CONNECTION_ERRORS, close_quietly
+from transport._ws import CONNECTION_ERRORS, close_quietly, collapse_single_group
+from transport.batching import CorkedStream
 from transport.connector import DialSettings, authenticated
 from transport.errors import FrameTooLarge, LinkDown
 from transport.frames import (
@@ -45,6 +51,10 @@ class ClientConfig:
     close_timeout_s: float = 1.0
     max_frame: int = 64 * KIB
     message_queue_size: int = 16
+    outbox_size: int = 4096  # frames waiting for the writer
+
+
+BATCH_BYTES = 64 * KIB  # the writer flushes at least this often
 
 
 class ClientLink:
@@ -56,37 +66,70 @@ class ClientLink:
         principal: str,
         replica: str,
         config: ClientConfig,
+        stream: CorkedStream | None = None,
     ) -> None:
         self._ws = ws
         self.principal = principal
         self.replica = replica
         self._config = config
+        self._stream = stream
+        self._outbox, self._pending = trio.open_memory_channel[bytes](config.outbox_size)
+        self._lost = False
 
     @property
     def closed(self) -> bool:
-        return self._ws.closed is not None
+        return self._lost or self._ws.closed is not None
 
     async def send(self, data: bytes) -> None:
-        """Send one frame. Raises LinkDown if the connection is (or gets) closed.
+        """Queue one frame. Raises LinkDown if the connection is (or gets) closed.
 
-        The write is shielded from the caller's cancellation and bounded by
-        ``send_timeout_s`` instead, so a cancelled send never leaves half a frame; a send
-        that times out closes the link.
+        Waits only while the outbox is full, for at most ``send_timeout_s``; a send that
+        times out closes the link. A cancelled send queues nothing, and the writer never
+        leaves half a frame on the wire.
         """
         if len(data) > self._config.max_frame:
             raise FrameTooLarge(len(data), self._config.max_frame)
-        timed_out = False
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(self._config.send_timeout_s) as timer:
-                try:
-                    await self._ws.send_message(bytes(data))
-                except CONNECTION_ERRORS:
-                    raise LinkDown(f"connection to replica {self.replica} is closed") from None
-            timed_out = timer.cancelled_caught
-            if timed_out:
-                await close_quietly(self._ws, 1001, None, self._config.close_timeout_s)
-        if timed_out:
-            raise LinkDown(f"send to replica {self.replica} timed out")
+        if self.closed:
+            raise LinkDown(f"connection to replica {self.replica} is closed")
+        frame = bytes(data)
+        try:
+            self._outbox.send_nowait(frame)
+            return
+        except trio.WouldBlock:
+            pass
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise LinkDown(f"connection to replica {self.replica} is closed") from None
+        with trio.move_on_after(self._config.send_timeout_s):
+            try:
+                await self._outbox.send(frame)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                raise LinkDown(f"connection to replica {self.replica} is closed") from None
+            return
+        await self._lose()
+        raise LinkDown(f"send to replica {self.replica} timed out")
+
+    async def _lose(self) -> None:
+        self._lost = True
+        self._outbox.close()
+        await close_quietly(self._ws, 1001, None, self._config.close_timeout_s)
+
+    async def _writer(self) -> None:
+        """The link's only writer: queued frames go out together, one write per burst."""
+        ws, stream, pending = self._ws, self._stream, self._pending
+        try:
+            async for data in pending:
+                if stream is None:
+                    await ws.send_message(data)
+                    continue
+                stream.cork()
+                await ws.send_message(data)
+                if stream.buffered >= BATCH_BYTES or not pending.statistics().current_buffer_used:
+                    await stream.flush()
+        except CONNECTION_ERRORS:
+            pass
+        finally:
+            self._lost = True
+            self._outbox.close()
 
     async def receive(self) -> bytes:
         """The next frame from the replica. Raises LinkDown when the connection ends."""
@@ -140,5 +183,15 @@ async def open_client(
         max_frame=cfg.max_frame,
         message_queue_size=cfg.message_queue_size,
     )
-    async with authenticated(stream, identity, replica, replica_key, settings, host) as ws:
-        yield ClientLink(ws, principal, replica, cfg)
+    corked = CorkedStream(stream)
+    async with authenticated(corked, identity, replica, replica_key, settings, host) as ws:
+        link = ClientLink(ws, principal, replica, cfg, corked)
+        with collapse_single_group():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(link._writer)
+                try:
+                    yield link
+                finally:
+                    # the writer sends what is queued and ends, within close_timeout_s
+                    link._outbox.close()
+                    nursery.cancel_scope.deadline = trio.current_time() + cfg.close_timeout_s

@@ -1,10 +1,14 @@
 """ClientConn: the listener's end of one authenticated client connection.
 
 Frames from the client reach ``on_client_frame(conn, principal, frame)``; the replica
-answers with ``conn.send(reply)`` on the same connection. Replies go through a small
-outbox drained by one writer task, so ``send`` never waits on a slow client: a client
-that lets ``outbox_size`` replies pile up is disconnected (close 4008) and ``send``
-raises LinkDown -- a slow client cannot stall the replica.
+answers with ``conn.send(reply)`` (or ``conn.send_nowait(reply)``, which does not yield)
+on the same connection. Replies go through an outbox drained by one writer task, so
+sending never waits on a slow client: a client that lets ``outbox_size`` replies pile up
+is disconnected (close 4008) and the send raises LinkDown -- a slow client cannot stall
+the replica. When the connection runs over a ``CorkedStream``, the writer sends the replies
+queued together with one system call (many client sessions share
+one connection, so a batch of replies is common): it holds the bytes back until the
+outbox is empty (or ``BATCH_BYTES`` are waiting) and then writes them at once.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ import trio
 import trio_websocket
 
 from transport._ws import CONNECTION_ERRORS
+from transport.batching import CorkedStream
 from transport.errors import FrameTooLarge, LinkDown
 
 log = logging.getLogger("transport")
+
+BATCH_BYTES = 64 * 1024  # the writer flushes at least this often
 
 
 class ClientConn:
@@ -31,10 +38,12 @@ class ClientConn:
         *,
         max_frame: int,
         outbox_size: int,
+        stream: CorkedStream | None = None,
     ) -> None:
         self.principal = principal
         self.remote = remote
         self._ws = ws
+        self._stream = stream
         self._max_frame = max_frame
         self._outbox, self._pending = trio.open_memory_channel[bytes](outbox_size)
         self._closed = False
@@ -55,6 +64,10 @@ class ClientConn:
         (the connection is then closed); FrameTooLarge above the client frame limit.
         """
         await trio.lowlevel.checkpoint()
+        self.send_nowait(data)
+
+    def send_nowait(self, data: bytes) -> None:
+        """``send`` without yielding to the scheduler (same errors)."""
         if len(data) > self._max_frame:
             raise FrameTooLarge(len(data), self._max_frame)
         if self._closed:
@@ -84,9 +97,19 @@ class ClientConn:
     async def _write_replies(self, scope: trio.CancelScope) -> None:
         """The connection's single writer; ends the connection when it fails."""
         self._scope = scope
+        ws, stream, pending = self._ws, self._stream, self._pending
         try:
-            async for data in self._pending:
-                await self._ws.send_message(data)
+            async for data in pending:
+                if stream is None:
+                    await ws.send_message(data)
+                    continue
+                stream.cork()
+                await ws.send_message(data)
+                # let the producer run (a reply per checkpoint, as an uncorked write
+                # would), so a client that never reads still fills the outbox
+                await trio.lowlevel.checkpoint()
+                if stream.buffered >= BATCH_BYTES or not pending.statistics().current_buffer_used:
+                    await stream.flush()
         except CONNECTION_ERRORS as exc:
             log.debug("event=client_write_failed remote=%s error=%r", self.remote, exc)
         finally:

@@ -42,6 +42,7 @@ from transport._ws import (
     remote_host,
     set_receive_limit,
 )
+from transport.batching import CorkedStream
 from transport.client_conn import ClientConn
 from transport.errors import HandshakeFailed
 from transport.faults import FaultReporter, OnInvalid
@@ -85,7 +86,7 @@ class ListenerConfig:
     message_queue_size: int = 4  # trio-websocket's per-connection queue; we drain it at once
     receive_buffer_size: int = 64 * 1024
     max_client_connections: int = 1024
-    client_outbox_size: int = 64
+    client_outbox_size: int = 4096  # replies; a shared client connection gets batches
     replay_memory: int = 4096
 
 
@@ -117,6 +118,7 @@ class Listener:
         self._seen = NonceCache(self.config.replay_memory)
         self._peer_scopes: dict[str, trio.CancelScope] = {}
         self._clients: set[ClientConn] = set()
+        self._latest_client: dict[str, ClientConn] = {}  # principal -> newest connection
         self.port: int | None = None
         self.open_connections = 0  # connection handler tasks alive (handshaking or serving)
 
@@ -129,6 +131,13 @@ class Listener:
     def clients(self) -> int:
         """Number of authenticated client connections now."""
         return len(self._clients)
+
+    def client_for(self, principal: str) -> ClientConn | None:
+        """The newest open connection of `principal`, or None. One principal runs many
+        client sessions over one connection; a replica answers a session that never
+        wrote to it (it sent its request to the primary only) on this connection."""
+        conn = self._latest_client.get(principal)
+        return conn if conn is not None and not conn.closed else None
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen on host:port until cancelled; ``nursery.start`` returns the bound port."""
@@ -167,7 +176,8 @@ class Listener:
     ) -> None:
         cfg = self.config
         deadline = trio.current_time() + cfg.handshake_timeout_s
-        request = await self._upgrade(nursery, stream, host, addr, deadline)
+        corked = CorkedStream(stream)  # lets a client's writer send its replies together
+        request = await self._upgrade(nursery, stream, corked, host, addr, deadline)
         if request is None:
             return
         route = request.path
@@ -200,10 +210,16 @@ class Listener:
         if route == PEER_ROUTE:
             await self._serve_peer(ws, principal, addr)
         else:
-            await self._serve_client(ws, principal, addr)
+            await self._serve_client(ws, principal, addr, corked)
 
     async def _upgrade(
-        self, nursery: trio.Nursery, stream: WatchedStream, host: str, addr: str, deadline: float
+        self,
+        nursery: trio.Nursery,
+        stream: WatchedStream,
+        corked: CorkedStream,
+        host: str,
+        addr: str,
+        deadline: float,
     ) -> trio_websocket.WebSocketRequest | None:
         """Wait for the HTTP upgrade request, the stream's death, or the deadline."""
         cfg = self.config
@@ -218,7 +234,7 @@ class Listener:
                 race.start_soon(stream_died)
                 request = await trio_websocket.wrap_server_stream(
                     nursery,
-                    stream,
+                    corked,
                     message_queue_size=cfg.message_queue_size,
                     max_message_size=max(cfg.limits.peer_max_frame, cfg.limits.client_max_frame),
                     receive_buffer_size=cfg.receive_buffer_size,
@@ -295,7 +311,11 @@ class Listener:
             log.info("event=peer_disconnected peer=%s remote=%s", name, addr)
 
     async def _serve_client(
-        self, ws: trio_websocket.WebSocketConnection, principal: str, addr: str
+        self,
+        ws: trio_websocket.WebSocketConnection,
+        principal: str,
+        addr: str,
+        stream: CorkedStream | None = None,
     ) -> None:
         cfg = self.config
         conn = ClientConn(
@@ -304,10 +324,12 @@ class Listener:
             ws,
             max_frame=cfg.limits.client_max_frame,
             outbox_size=cfg.client_outbox_size,
+            stream=stream,
         )
         assert self._on_client_frame is not None
         deliver = partial(self._on_client_frame, conn, principal)
         self._clients.add(conn)
+        self._latest_client[principal] = conn
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(conn._write_replies, nursery.cancel_scope)
@@ -317,6 +339,8 @@ class Listener:
                 nursery.cancel_scope.cancel()
         finally:
             self._clients.discard(conn)
+            if self._latest_client.get(principal) is conn:
+                del self._latest_client[principal]
             conn._mark_closed()
             code = CLOSE_SLOW_CONSUMER if conn.slow else CLOSE_GOING_AWAY
             await close_quietly(ws, code, None, cfg.close_timeout_s)

@@ -18,6 +18,9 @@ class CoreConfig:
     every ``checkpoint_interval`` sequence numbers; the primary may run at most
     ``watermark_window`` sequence numbers ahead of the last stable checkpoint (a multiple of
     the interval, at least one interval). ``batch_timeout_s`` of 0 cuts a batch at once.
+    ``max_in_flight`` > 0 sizes batches by the load instead (see ``requests.py``): a partial
+    batch is cut while fewer than that many batches are in flight, at the end of the round,
+    and ``batch_timeout_s`` is not used; 0 keeps the timer alone.
     ``max_pending`` bounds the requests a replica tracks while they wait to be ordered.
     """
 
@@ -29,6 +32,7 @@ class CoreConfig:
     view_change_timeout_s: float = attrs.field(default=2.0, validator=_positive)
     batch_timeout_s: float = 0.002
     max_pending: int = 100_000
+    max_in_flight: int = 0
 
     def __attrs_post_init__(self) -> None:
         if self.f < 0 or self.n < 3 * self.f + 1:
@@ -42,6 +46,8 @@ class CoreConfig:
             raise ValueError("watermark_window must be a multiple of checkpoint_interval")
         if self.batch_timeout_s < 0:
             raise ValueError("batch_timeout_s must be >= 0")
+        if self.max_in_flight < 0:
+            raise ValueError("max_in_flight must be >= 0")
 
     @property
     def quorum(self) -> int:

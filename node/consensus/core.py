@@ -441,6 +441,8 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, RecoveryMixin)
         if progressed:
             self._vc_failures = 0
             self._refresh_request_timer()
+            if self.cfg.max_in_flight and self._queue:
+                self._cut_batches(force=False)  # a batch left the pipeline: room for the next
 
     def _take_checkpoint(self) -> None:
         seq = self._last_executed

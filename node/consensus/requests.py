@@ -10,7 +10,13 @@ wait, cancelled when none do). Backups forward requests from clients to the prim
 Batching (primary): requests queue in arrival order; a batch is cut as soon as
 ``batch_max`` requests wait, otherwise when the ``"batch"`` timer (``batch_timeout_s``)
 fires, and never above the high watermark: then requests wait until a checkpoint becomes
-stable.
+stable. With ``max_in_flight = k > 0`` the batch is sized by the load instead of a clock:
+a partial batch is cut only while fewer than ``k`` of the primary's batches are in flight
+(proposed in this view, not yet committed here), at the end of the current round of input
+(a zero-delay ``"batch"`` timer); otherwise the requests wait for a batch to commit, and
+every request that arrived meanwhile goes into the next batch. Light load gets no batching
+delay; heavy load gets large batches, which cost far fewer messages and signatures per
+request. ``batch_timeout_s`` is not used then.
 
 Execution: each request of a committed batch executes only if its timestamp is newer than
 the session's last executed one; its result is recorded in the replicated client table and
@@ -82,18 +88,39 @@ class RequestMixin:
         if self._in_vc or self.primary != self.me or self._replaying:
             return
         cfg = self.cfg
-        partial_ok = force or cfg.batch_timeout_s == 0
+        limit = cfg.max_in_flight
+        if limit:
+            partial_ok = force and self._in_flight(limit) < limit
+        else:
+            partial_ok = force or cfg.batch_timeout_s == 0
         while self._queue and self._next_seq <= self.high_watermark:
             if len(self._queue) < cfg.batch_max and not partial_ok:
                 break
             batch = self._take_batch()
             if batch:
                 self._propose(tuple(batch))
+                if limit and partial_ok:
+                    partial_ok = self._in_flight(limit) < limit
         if self._queue and self._next_seq <= self.high_watermark:
-            if not self._timers.get(BATCH_TIMER):
-                self._start_timer(BATCH_TIMER, cfg.batch_timeout_s)
+            if limit and self._in_flight(limit) >= limit:
+                self._cancel_timer(BATCH_TIMER)  # the next commit cuts the batch
+            elif not self._timers.get(BATCH_TIMER):
+                self._start_timer(BATCH_TIMER, 0.0 if limit else cfg.batch_timeout_s)
         elif not self._queue:
             self._cancel_timer(BATCH_TIMER)
+
+    def _in_flight(self: ReplicaCore, limit: int) -> int:
+        """Batches above ``last_executed`` that this primary proposed and that have not
+        committed here yet (counting stops at ``limit``)."""
+        count = 0
+        log = self._log
+        for seq in range(self._last_executed + 1, self._next_seq):
+            slot = log.get(seq)
+            if slot is not None and slot.committed is None:
+                count += 1
+                if count >= limit:
+                    break
+        return count
 
     def _take_batch(self: ReplicaCore) -> list[Request]:
         batch: list[Request] = []
