@@ -1,0 +1,266 @@
+"""Shared helpers of the cluster benches: a 4-replica cluster of real `bft-node run`
+processes on free 127.0.0.1 ports, the load generator as a subprocess, /status polling,
+and the result files (JSON, a Markdown table, PNG plots with matplotlib's Agg backend).
+
+Everything binds 127.0.0.1 only, and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from node.cluster.http import fetch_json  # noqa: E402
+from node.cluster.launcher import LocalCluster  # noqa: E402
+from node.config import init_cluster  # noqa: E402
+
+RESULTS = ROOT / "benches" / "results"
+LOADGEN = ROOT / "benches" / "loadgen.py"
+
+
+# ---------------------------------------------------------------- ports and clusters
+
+
+def _block_free(ports: Sequence[int]) -> bool:
+    for port in ports:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_block(count: int) -> int:
+    """The first of `count` consecutive free TCP ports on 127.0.0.1, below the kernel's
+    ephemeral range: a killed replica's port must not be handed to some outgoing
+    connection before the replica is revived."""
+    rng = random.Random()
+    high = max(10000 + count + 1, _ephemeral_low() - count)
+    for _ in range(500):
+        base = rng.randrange(10000, high)
+        if _block_free(range(base, base + count)):
+            return base
+    raise RuntimeError("no block of free ports found on 127.0.0.1")
+
+
+def merge(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Overlay cluster.toml override tables (later layers win, key by key)."""
+    out: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for section, values in layer.items():
+            out.setdefault(section, {}).update(values)
+    return out
+
+
+@asynccontextmanager
+async def running_cluster(
+    overrides: Mapping[str, Mapping[str, Any]],
+    nodes: int = 4,
+    *,
+    keep: Path | None = None,
+    echo: Any = None,
+) -> AsyncIterator[LocalCluster]:
+    """A healthy cluster of `nodes` replica processes on free ports, stopped on exit.
+
+    The cluster directory is a fresh temporary one (or `keep`, which must not exist)."""
+    with tempfile.TemporaryDirectory(prefix="bft-bench-") as tmp:
+        directory = keep or Path(tmp) / "cluster"
+        base = free_port_block(2 * nodes)
+        init_cluster(
+            directory,
+            nodes=nodes,
+            base_port=base,
+            http_base_port=base + nodes,
+            overrides=overrides,
+        )
+        async with LocalCluster(directory, grace_s=3.0, control=False, echo=echo) as cluster:
+            await cluster.start(nodes)
+            await cluster.wait_healthy(30)
+            await wait_links_up(cluster, timeout=15)
+            yield cluster
+
+
+async def statuses(cluster: LocalCluster, timeout: float = 0.5) -> list[dict[str, Any]]:
+    """Every replica's /status (an unreachable one as `{"id": i, "reachable": False}`)."""
+    out: list[dict[str, Any]] = [{} for _ in cluster.replicas]
+
+    async def one(i: int) -> None:
+        try:
+            out[i] = await fetch_json(cluster.status_url(i), timeout=timeout)
+        except Exception:
+            out[i] = {"id": i, "reachable": False}
+
+    async with trio.open_nursery() as nursery:
+        for i in cluster.replicas:
+            nursery.start_soon(one, i)
+    return out
+
+
+async def wait_links_up(cluster: LocalCluster, timeout: float) -> None:
+    """Until every replica reports every peer's circuit closed (bounded)."""
+    with trio.move_on_after(timeout):
+        while True:
+            entries = await statuses(cluster)
+            if all(
+                e.get("reachable", True)
+                and e.get("peers")
+                and all(p["circuit"] == "closed" for p in e["peers"].values())
+                for e in entries
+            ):
+                return
+            await trio.sleep(0.1)
+
+
+# ---------------------------------------------------------------- load
+
+
+async def run_loadgen(
+    config: Path,
+    clients: int,
+    duration: float,
+    *,
+    request_timeout: float = 10.0,
+    rate: float | None = None,
+    stop_file: Path | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> dict[str, Any]:
+    """Run `benches/loadgen.py` as a subprocess; its JSON result (summary + timeline).
+    With `stop_file`, the load ends early once that file exists."""
+    fd, out_path = tempfile.mkstemp(prefix="bft-load-", suffix=".json")
+    os.close(fd)
+    cmd = [
+        sys.executable,
+        str(LOADGEN),
+        "--config",
+        str(config),
+        "--clients",
+        str(clients),
+        "--duration",
+        str(duration),
+        "--request-timeout",
+        str(request_timeout),
+        "--out",
+        out_path,
+    ]
+    if rate is not None:
+        cmd += ["--rate", str(rate)]
+    if stop_file is not None:
+        cmd += ["--stop-file", str(stop_file)]
+    try:
+        task_status.started()
+        with trio.fail_after(duration + 60):
+            proc = await trio.run_process(
+                cmd, capture_stdout=True, capture_stderr=True, check=False
+            )
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"load generator failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}"
+            )
+        return json.loads(await trio.Path(out_path).read_text())
+    finally:
+        os.unlink(out_path)
+
+
+def process_cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) a process has used so far (0.0 if it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (0.0 for no values)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, int(-(-q * len(ordered) // 1)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def rate_series(
+    timeline: Sequence[Sequence[float]], t_end: float, bucket_s: float = 0.5
+) -> list[tuple[float, float]]:
+    """Committed ops/s per bucket from (completion time, latency) pairs."""
+    buckets = max(1, int(t_end / bucket_s + 0.999))
+    counts = [0] * buckets
+    for t, _lat in timeline:
+        i = int(t / bucket_s)
+        if 0 <= i < buckets:
+            counts[i] += 1
+    return [(round((i + 0.5) * bucket_s, 3), c / bucket_s) for i, c in enumerate(counts)]
+
+
+# ---------------------------------------------------------------- results
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:,.1f}" if abs(v) >= 100 else f"{v:.2f}"
+        if isinstance(v, int):
+            return f"{v:,}"
+        return str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [
+        ["-" if v is None else (f"{v:,.1f}" if isinstance(v, float) else str(v)) for v in row]
+        for row in rows
+    ]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells)
+
+
+def write_results(name: str, data: Mapping[str, Any], markdown: str) -> tuple[Path, Path]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path = RESULTS / f"{name}.json"
+    md_path = RESULTS / f"{name}.md"
+    json_path.write_text(json.dumps(data, indent=2) + "\n")
+    md_path.write_text(markdown.rstrip() + "\n")
+    return json_path, md_path
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
