@@ -61,7 +61,7 @@ from node.consensus.events import (
     TimerFired,
     ViewChanged,
 )
-from node.consensus.messages import Refused, Request
+from node.consensus.messages import Heartbeat, HeartbeatAck, Refused, Request
 from node.fault_injection import FaultInjector
 from node.faults import Fault
 from node.observability.http import serve_http
@@ -85,6 +85,7 @@ ROUND_MAX_EVENTS = 512
 # 2-core box (docs/performance.md): 1 beats 2 and 4, and beats the batch timer alone.
 MAX_IN_FLIGHT = 1
 MAX_CLIENT_ROUTES = 100_000
+HEARTBEATS = (Heartbeat, HeartbeatAck)  # answered by the shell, never seen by the core
 EVIDENCE = {"bad_signature": "invalid_signature", "equivocation": "equivocation"}
 
 
@@ -277,6 +278,7 @@ class Replica:
         self._listener = listener
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            self.traffic.nursery = nursery
             self.port = await nursery.start(listener.serve)
             self.http_port = await nursery.start(
                 serve_http, self.listen_host, self.info.http_port, http_routes(self)
@@ -428,6 +430,10 @@ class Replica:
     # -- inbound ----------------------------------------------------------------------------
 
     async def _on_peer_frame(self, peer: str, msg: Any) -> None:
+        if type(msg) in HEARTBEATS:
+            assert self.traffic is not None
+            self.traffic.on_heartbeat(peer, msg)
+            return
         try:
             self._inbox_send.send_nowait(MessageReceived(int(peer), msg))
         except trio.WouldBlock:

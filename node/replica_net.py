@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Hashable
+from functools import partial
 
 import trio
 
 from node.consensus.messages import (
     Checkpoint,
+    Heartbeat,
+    HeartbeatAck,
     Message,
     NewView,
     PrePrepare,
@@ -36,6 +39,8 @@ from transport import PeerLink
 log = logging.getLogger("bft.replica")
 
 OUTQ_SIZE = 1024  # groups of frames per peer
+MAX_ACKS_IN_FLIGHT = 256
+ACK_CONNECT_WAIT_S = 1.0
 Item = tuple[bytes, int, Hashable | None, float]  # frame, priority, key, not_before
 
 
@@ -79,6 +84,10 @@ class PeerTraffic:
         self.fetching: int | None = None
         self.startup_until = 0.0  # set by the replica when it starts
         self.progress = trio.Event()  # set when the core reports execution progress
+        self.nursery: trio.Nursery | None = None  # set by the replica when it starts
+        self._nonce = 0
+        self._waiting: dict[tuple[str, int], trio.Event] = {}
+        self._acks_in_flight = 0
 
     # -- outbound -----------------------------------------------------------------------
 
@@ -167,8 +176,49 @@ class PeerTraffic:
         await link.send(data)
 
     async def probe(self, peer: str) -> float:
-        """The guards' half-open probe: a WebSocket ping round trip."""
-        return await self.links[peer].ping()
+        """The guards' half-open probe and heartbeat: an application-level round trip.
+
+        A WebSocket ping is answered by the peer's transport alone, so a replica that is
+        silent, or slow in what it sends, would still look healthy. A `Heartbeat` is
+        answered by the peer's shell with a `HeartbeatAck` on its own outbound link,
+        through its fault mode, so silence and delay show here as timeouts. The guard's
+        cancel scope bounds the wait; its latency feeds the adaptive timeout."""
+        self._nonce += 1
+        key = (peer, self._nonce)
+        answered = self._waiting[key] = trio.Event()
+        started = trio.current_time()
+        try:
+            await self.send_raw(peer, Heartbeat(self.me, self._nonce).wire)
+            await answered.wait()
+        finally:
+            del self._waiting[key]
+        return trio.current_time() - started
+
+    def on_heartbeat(self, peer: str, msg: Heartbeat | HeartbeatAck) -> None:
+        """Answer a heartbeat (through the fault mode), or resolve a probe's wait."""
+        if isinstance(msg, HeartbeatAck):
+            answered = self._waiting.get((peer, msg.nonce))
+            if answered is not None:
+                answered.set()
+            return
+        out = self.injector.outbound(int(peer), HeartbeatAck(self.me, msg.nonce))
+        if out is None or self.nursery is None or self._acks_in_flight >= MAX_ACKS_IN_FLIGHT:
+            return
+        self.nursery.start_soon(self._send_ack, peer, out.msg.wire, out.delay_s)
+
+    async def _send_ack(self, peer: str, frame: bytes, delay_s: float) -> None:
+        """Acks bypass the breaker (our view of the peer must not decide its view of
+        us); a link still connecting, e.g. right after a restart, is waited for."""
+        self._acks_in_flight += 1
+        try:
+            if delay_s:
+                await trio.sleep(delay_s)
+            link = self.links[peer]
+            with trio.move_on_after(ACK_CONNECT_WAIT_S):
+                await link.wait_connected()
+            link.try_send(frame)
+        finally:
+            self._acks_in_flight -= 1
 
     # -- heartbeats -------------------------------------------------------------------
 
@@ -182,7 +232,7 @@ class PeerTraffic:
             await link.wait_connected()
         while True:
             if self.guards[peer].breaker.state.value == "closed":
-                await self.guards.call(peer, link.ping)
+                await self.guards.call(peer, partial(self.probe, peer))
             await trio.sleep(self.heartbeat_s)
 
     # -- state transfer -------------------------------------------------------------------

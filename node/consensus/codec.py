@@ -21,6 +21,9 @@ import msgpack
 from node.consensus.messages import (
     Checkpoint,
     Commit,
+    CommittedEntry,
+    Heartbeat,
+    HeartbeatAck,
     Message,
     NewView,
     Prepare,
@@ -216,6 +219,10 @@ NEW_VIEW = _Struct(
     ],
 )
 STATE_REQUEST = _Struct(StateRequest, [("seq", U64), ("sender", SENDER)])
+COMMITTED_ENTRY = _Struct(
+    CommittedEntry,
+    [("pre_prepare", PRE_PREPARE), ("commits", _ListOf(COMMIT, MAX_REPLICAS))],
+)
 STATE_RESPONSE = _Struct(
     StateResponse,
     [
@@ -223,6 +230,7 @@ STATE_RESPONSE = _Struct(
         ("snapshot", _Bytes(0, MAX_SNAPSHOT)),
         ("proof", PROOF),
         ("sender", SENDER),
+        ("entries", _ListOf(COMMITTED_ENTRY, MAX_CERTS)),
     ],
 )
 REFUSED = _Struct(
@@ -234,6 +242,8 @@ REFUSED = _Struct(
         ("reason", _Str(1, MAX_REASON_LEN)),
     ],
 )
+HEARTBEAT = _Struct(Heartbeat, [("sender", SENDER), ("nonce", U64)])
+HEARTBEAT_ACK = _Struct(HeartbeatAck, [("sender", SENDER), ("nonce", U64)])
 
 #: type tag -> field spec; tags are part of the wire format and never reused.
 TAGS: dict[int, _Struct] = {
@@ -248,6 +258,8 @@ TAGS: dict[int, _Struct] = {
     9: STATE_REQUEST,
     10: STATE_RESPONSE,
     11: REFUSED,
+    12: HEARTBEAT,
+    13: HEARTBEAT_ACK,
 }
 _BY_CLASS: dict[type, tuple[int, _Struct]] = {spec.cls: (tag, spec) for tag, spec in TAGS.items()}
 

@@ -161,13 +161,27 @@ class StateRequest(_Message):
 
 
 @attrs.frozen
+class CommittedEntry:
+    """Proof that ``pre_prepare``'s batch committed: it plus 2f+1 matching signed commits.
+
+    Only ever carried inside a ``StateResponse``; it has no envelope of its own.
+    """
+
+    pre_prepare: PrePrepare
+    commits: tuple[Commit, ...]
+
+
+@attrs.frozen
 class StateResponse(_Message):
-    """A stable checkpoint: the core snapshot and 2f+1 signed checkpoints certifying it."""
+    """A stable checkpoint: the core snapshot and 2f+1 signed checkpoints certifying it,
+    plus the responder's committed log entries above it (so a replica that was away
+    catches up to the responder's last executed batch, not only to the checkpoint)."""
 
     seq: int
     snapshot: bytes
     proof: tuple[Checkpoint, ...]
     sender: int
+    entries: tuple[CommittedEntry, ...] = ()
 
 
 @attrs.frozen
@@ -178,6 +192,21 @@ class Refused(_Message):
     timestamp: int
     replica: int
     reason: str
+
+
+@attrs.frozen
+class Heartbeat(_Message):
+    """Shell-level liveness probe: the receiver's shell answers with ``HeartbeatAck``
+    through its own outbound path (so its fault mode applies), never the core."""
+
+    sender: int
+    nonce: int
+
+
+@attrs.frozen
+class HeartbeatAck(_Message):
+    sender: int
+    nonce: int
 
 
 Message = (
@@ -192,6 +221,8 @@ Message = (
     | StateRequest
     | StateResponse
     | Refused
+    | Heartbeat
+    | HeartbeatAck
 )
 
 #: Messages that carry a ``signature`` field.

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from node.consensus.clients import decode_snapshot, snapshot_digest
 from node.consensus.events import CheckpointStable, FetchState, Send, StateTransferred
 from node.consensus.log import DUPLICATE, EQUIVOCATION
-from node.consensus.messages import Checkpoint, StateRequest, StateResponse
+from node.consensus.messages import Checkpoint, CommittedEntry, StateRequest, StateResponse
 from node.consensus.quorum import check_checkpoint_proof
 from node.consensus.records import StableRecord
 
@@ -108,8 +108,29 @@ class CheckpointMixin:
             or self._last_executed < ckpt.stable_seq
         ):
             return
-        response = StateResponse(ckpt.stable_seq, ckpt.stable_snapshot, ckpt.stable_proof, self.me)
+        response = StateResponse(
+            ckpt.stable_seq,
+            ckpt.stable_snapshot,
+            ckpt.stable_proof,
+            self.me,
+            self._committed_entries_above(ckpt.stable_seq),
+        )
         self._emit(Send(sender, response))
+
+    def _committed_entries_above(self: ReplicaCore, seq: int) -> tuple[CommittedEntry, ...]:
+        """Commit certificates for the executed batches above ``seq``, in order, up to
+        the first one this replica cannot prove (it keeps 2f+1 commits per slot)."""
+        entries = []
+        quorum = self.quorum_size()
+        for s in range(seq + 1, self._last_executed + 1):
+            slot = self._log.get(s)
+            pp = slot.committed if slot is not None else None
+            votes = slot.commits.get((pp.view, pp.digest)) if pp is not None else None
+            if not votes or len(votes) < quorum:
+                break
+            commits = tuple(votes[sender] for sender in sorted(votes)[:quorum])
+            entries.append(CommittedEntry(pp, commits))
+        return tuple(entries)
 
     def _on_state_response(self: ReplicaCore, sender: int, resp: StateResponse) -> None:
         target = self._fetching
@@ -138,5 +159,39 @@ class CheckpointMixin:
                 self._forget_request(client, req.timestamp)
         self._emit(StateTransferred(resp.seq))
         self._make_stable(resp.seq, digest, resp.snapshot, resp.proof)
+        self._adopt_committed_entries(sender, resp.entries)
         self._refresh_request_timer()
         self._execute_ready()
+
+    def _adopt_committed_entries(
+        self: ReplicaCore, sender: int, entries: tuple[CommittedEntry, ...]
+    ) -> None:
+        """Mark the slots of valid commit certificates committed (executed by the caller).
+
+        A certificate is 2f+1 distinct replicas' valid commits for the pre-prepare's
+        (view, seq, digest), and the batch must hash to that digest: at least f+1 correct
+        replicas committed it, so executing it is as safe as committing it here. Not
+        persisted: after a crash the replica recovers to its stable checkpoint and fetches
+        again. The first invalid certificate ends the adoption and is counted."""
+        quorum = self.quorum_size()
+        high = self._ckpt.stable_seq + self.cfg.watermark_window
+        for entry in entries:
+            pp = entry.pre_prepare
+            if pp.seq <= self._last_executed:
+                continue
+            senders = {c.sender for c in entry.commits}
+            valid = (
+                pp.seq <= high
+                and len(senders) == len(entry.commits) >= quorum
+                and self._digest_matches(pp)
+                and all(
+                    (c.view, c.seq, c.digest) == (pp.view, pp.seq, pp.digest) and self._sig_ok(c)
+                    for c in entry.commits
+                )
+            )
+            if not valid:
+                self._reject(sender, "bad_certificate")
+                return
+            slot = self._log.slot(pp.seq)
+            if slot.committed is None:
+                slot.committed = pp

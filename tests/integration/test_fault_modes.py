@@ -26,7 +26,8 @@ async def test_correct_replicas_stay_live_and_agree(tmp_path, faulty, mode):
     fast_cluster_dir(tmp_path / "c")
     async with LocalCluster(tmp_path / "c", grace_s=3.0, control=False) as lc:
         await lc.start(4, faults={faulty: mode})
-        await lc.wait_healthy(30, [i for i in range(4) if i != faulty])
+        crashes = mode.startswith("crash")
+        await lc.wait_healthy(30, [i for i in range(4) if i != faulty or not crashes])
         if not mode.startswith("crash"):
             st = await status(lc, faulty)
             assert st["fault"] == mode
@@ -55,3 +56,16 @@ async def test_correct_replicas_stay_live_and_agree(tmp_path, faulty, mode):
         if mode in ("equivocate", "silent"):
             st = await status(lc, correct[0])
             assert st["view"] >= 1, "the faulty primary should have been replaced"
+        if mode == "silent":
+            # heartbeats are answered by the peer's shell: silence trips the breaker
+            async def tripped():
+                st = await status(lc, correct[0])
+                return st and st["peers"][str(faulty)]["trips"] >= 1
+
+            await wait_for(tripped, 10, "the others' circuit to the silent replica to trip")
+        if mode.startswith("delay"):
+            # the heartbeat round trip includes the delay: the slow peer's adaptive
+            # timeout stands above every healthy peer's
+            peers = (await status(lc, correct[0]))["peers"]
+            healthy = [p["timeout_ms"] for name, p in peers.items() if name != str(faulty)]
+            assert peers[str(faulty)]["timeout_ms"] > max(healthy), peers

@@ -50,18 +50,19 @@ def test_lagging_replica_fetches_state_and_catches_up(lagging: Net) -> None:
     assert [f.seq for f in fetches] == [12]
     assert fetches[0].state_digest == net.cores[0]._ckpt.stable_digest
     assert net.of_type(3, StateTransferred) == [StateTransferred(12)]
-    assert core.last_executed == 12 and core.stable_checkpoint == 12
+    # the response carried the commit certificate of seq 13 too: caught up, not only to 12
+    assert core.stable_checkpoint == 12
+    assert core.last_executed == 13 == net.cores[0].last_executed
     assert core.fetching is None
     assert any(type(r) is StableRecord and r.seq == 12 for r in net.stored[3])
     # while it was behind, only pre-prepares and votes above its window were refused
     assert {r.reason for r in net.rejected(3)} == {"out_of_window"}
-    # seq 13 was refused (above its old window): it catches up fully at the next checkpoint
+    # from there on it takes part normally: no further state transfer is needed
     run_requests(net, [put(f"u{i}", 1, "y", str(i)) for i in range(8)])  # seqs 14..17
-    assert [f.seq for f in net.of_type(3, FetchState)] == [12, 16]
+    assert [f.seq for f in net.of_type(3, FetchState)] == [12]
     assert core.last_executed == 17 == net.cores[0].last_executed
     assert core.state_digest == net.cores[0].state_digest
-    # and it executes what committed above the transferred checkpoint
-    assert [e.seq for e in net.of_type(3, Executed)] == [17]
+    assert [e.seq for e in net.of_type(3, Executed)] == [13, 14, 15, 16, 17]
     rejected_before = len(net.rejected(3))
     run_requests(net, [put(f"v{i}", 1, "z", str(i)) for i in range(4)])
     assert core.last_executed == 19 and len(net.rejected(3)) == rejected_before
@@ -112,12 +113,42 @@ def test_bad_state_responses_are_rejected(lagging: Net) -> None:
     bogus = StateResponse(8, junk, proof, 1)
     assert core.handle(MessageReceived(1, bogus)) == [Rejected(1, "bad_snapshot")]
     assert core.last_executed == 0
-    # the good one is accepted (unsolicited but certified and ahead of us)
+    # the good one is accepted (unsolicited but certified and ahead of us), with the
+    # committed entries above the checkpoint that it carries
+    assert good.entries and [e.pre_prepare.seq for e in good.entries] == list(
+        range(9, net.cores[1].last_executed + 1)
+    )
     actions = core.handle(MessageReceived(1, good))
     assert StateTransferred(8) in actions and CheckpointStable(8) in actions
-    assert core.last_executed == 8
+    assert core.last_executed == net.cores[1].last_executed > 8
+    assert core.state_digest == net.cores[1].state_digest
     # and a stale one afterwards is dropped silently
     assert core.handle(MessageReceived(1, good)) == []
+
+
+def _doubled(entry):  # one replica's commit twice: not 2f+1 distinct senders
+    return attrs.evolve(entry, commits=(entry.commits[0], entry.commits[0], entry.commits[1]))
+
+
+def _unsigned(entry):  # a commit whose signature does not verify
+    bad = attrs.evolve(entry.commits[2], signature=bytes(64))
+    return attrs.evolve(entry, commits=(*entry.commits[:2], bad))
+
+
+def _swapped(entry):  # a batch that does not hash to the certified digest
+    return attrs.evolve(entry, pre_prepare=attrs.evolve(entry.pre_prepare, batch=()))
+
+
+@pytest.mark.parametrize("forge", [_doubled, _unsigned, _swapped])
+def test_forged_commit_certificates_are_not_executed(lagging: Net, forge) -> None:
+    net = lagging
+    good = _response(net)
+    core = net.cores[3]
+    resp = attrs.evolve(good, entries=(forge(good.entries[0]), *good.entries[1:]))
+    actions = core.handle(MessageReceived(1, resp))
+    assert Rejected(1, "bad_certificate") in actions
+    assert core.last_executed == 8  # the certified checkpoint, nothing above it
+    assert core.state_digest != net.cores[1].state_digest
 
 
 def test_checkpoints_beyond_the_window_trigger_a_single_fetch(lagging: Net) -> None:

@@ -15,6 +15,8 @@ from node.consensus.messages import (
     NULL_DIGEST,
     Checkpoint,
     Commit,
+    Heartbeat,
+    HeartbeatAck,
     NewView,
     Prepare,
     PreparedCert,
@@ -55,6 +57,8 @@ def sample_messages() -> list:
         StateRequest(10, 1),
         StateResponse(10, b"snapshot", cps, 2),
         Refused("client/s1", 7, 0, "quorum_unavailable"),
+        Heartbeat(3, 2**40),
+        HeartbeatAck(0, 1),
         _signed(PrePrepare(0, 1, NULL_DIGEST, (), 0)),
     ]
 
