@@ -99,6 +99,7 @@ class Simulation:
             watermark_window=p.watermark_window,
             view_change_timeout_s=p.view_change_timeout_s,
             batch_timeout_s=p.batch_timeout_s,
+            max_in_flight=p.max_in_flight,
         )
         keys = cluster_keys(p.n)
         self.replica_keys = keys.replica_public

@@ -71,6 +71,8 @@ class ScheduleParams:
     client_retry_s: float
     liveness_bound_s: float
     max_steps: int
+    #: the replica's load-sized batching (CoreConfig.max_in_flight; 0 = off)
+    max_in_flight: int = 0
 
     @property
     def correct(self) -> list[int]:
@@ -91,6 +93,7 @@ class ScheduleParams:
             f"partitions={len(self.partitions)} drop={net.drop_p:.2f} dup={net.dup_p:.2f} "
             f"gst={self.gst:.2f} clients={self.clients}x{self.requests_per_client} "
             f"ckpt={self.checkpoint_interval} win={self.watermark_window} batch={self.batch_max}"
+            f" in_flight={self.max_in_flight}"
         )
 
     @classmethod
@@ -162,4 +165,6 @@ class ScheduleParams:
             client_retry_s=rng.choice((0.3, 0.6)),
             liveness_bound_s=60.0,
             max_steps=200_000,
+            # drawn last so every earlier draw of a seed stays what it was
+            max_in_flight=rng.choice((0, 1, 2)),
         )
