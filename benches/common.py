@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -25,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from node.cluster.http import fetch_json  # noqa: E402
 from node.cluster.launcher import LocalCluster  # noqa: E402
+from node.cluster.ports import free_port_block  # noqa: E402
 from node.config import init_cluster  # noqa: E402
 
 RESULTS = ROOT / "benches" / "results"
@@ -32,37 +31,6 @@ LOADGEN = ROOT / "benches" / "loadgen.py"
 
 
 # ---------------------------------------------------------------- ports and clusters
-
-
-def _block_free(ports: Sequence[int]) -> bool:
-    for port in ports:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
-def _ephemeral_low() -> int:
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
-            return int(fh.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def free_port_block(count: int) -> int:
-    """The first of `count` consecutive free TCP ports on 127.0.0.1, below the kernel's
-    ephemeral range: a killed replica's port must not be handed to some outgoing
-    connection before the replica is revived."""
-    rng = random.Random()
-    high = max(10000 + count + 1, _ephemeral_low() - count)
-    for _ in range(500):
-        base = rng.randrange(10000, high)
-        if _block_free(range(base, base + count)):
-            return base
-    raise RuntimeError("no block of free ports found on 127.0.0.1")
 
 
 def merge(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -27,7 +27,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from node.config import load_config  # noqa: E402
-from node.load import percentile, run_load  # noqa: E402
+from node.load import run_load, summarize  # noqa: E402
 
 
 async def main(args: argparse.Namespace) -> dict:
@@ -60,7 +60,7 @@ async def main(args: argparse.Namespace) -> dict:
         if args.stop_file:
             nursery.start_soon(watch_stop_file)
     if summary is None:  # stopped early: summarise what completed
-        summary = summarize(timeline, args.clients, trio.current_time() - trio0)
+        summary = summarize_partial(timeline, args.clients, trio.current_time() - trio0)
     return {
         "summary": summary,
         "mono_origin": mono0 - trio0,  # add to a timeline time to get time.monotonic()
@@ -69,19 +69,9 @@ async def main(args: argparse.Namespace) -> dict:
     }
 
 
-def summarize(timeline: list[tuple[float, float]], clients: int, elapsed: float) -> dict:
+def summarize_partial(timeline: list[tuple[float, float]], clients: int, elapsed: float) -> dict:
     latencies = sorted(lat for _, lat in timeline)
-    return {
-        "ops_per_s": round(len(latencies) / elapsed, 1) if elapsed > 0 else 0.0,
-        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
-        "p90_ms": round(percentile(latencies, 0.90) * 1000, 2),
-        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
-        "errors": None,
-        "clients": clients,
-        "duration_s": round(elapsed, 2),
-        "ops": len(latencies),
-        "stopped_early": True,
-    }
+    return summarize(latencies, clients, elapsed, None) | {"stopped_early": True}
 
 
 def cli() -> None:

@@ -97,16 +97,22 @@ async def run_load(
         elapsed = trio.current_time() - start
         nursery.cancel_scope.cancel()
     latencies.sort()
+    return summarize(latencies, clients, elapsed, errors) | {"rate_per_s": rate_per_s}
+
+
+def summarize(
+    sorted_latencies: list[float], clients: int, elapsed: float, errors: int | None
+) -> dict[str, Any]:
+    """The `--json` summary of a run from its sorted latencies (seconds)."""
     return {
-        "ops_per_s": round(len(latencies) / elapsed, 1) if elapsed > 0 else 0.0,
-        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
-        "p90_ms": round(percentile(latencies, 0.90) * 1000, 2),
-        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "ops_per_s": round(len(sorted_latencies) / elapsed, 1) if elapsed > 0 else 0.0,
+        "p50_ms": round(percentile(sorted_latencies, 0.50) * 1000, 2),
+        "p90_ms": round(percentile(sorted_latencies, 0.90) * 1000, 2),
+        "p99_ms": round(percentile(sorted_latencies, 0.99) * 1000, 2),
         "errors": errors,
         "clients": clients,
         "duration_s": round(elapsed, 2),
-        "ops": len(latencies),
-        "rate_per_s": rate_per_s,
+        "ops": len(sorted_latencies),
     }
 
 

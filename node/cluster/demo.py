@@ -222,8 +222,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     console = Console()
     live_view = console.is_terminal and not args.no_watch and not args.json
-    if args.dir:
-        directory = Path(args.dir)
+    with tempfile.TemporaryDirectory(prefix="bft-demo-") as tmp:
+        directory = Path(args.dir) if args.dir else Path(tmp)
         result = trio.run(
             run_demo,
             directory,
@@ -234,18 +234,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
             args.base_port,
             args.http_base_port,
         )
-    else:
-        with tempfile.TemporaryDirectory(prefix="bft-demo-") as tmp:
-            result = trio.run(
-                run_demo,
-                Path(tmp),
-                args.nodes,
-                args.duration,
-                console,
-                live_view,
-                args.base_port,
-                args.http_base_port,
-            )
     console.print(summary_table(result))
     console.print(
         f"throughput before chaos: {_fmt(result['ops_per_s_before'])} ops/s; after the last "

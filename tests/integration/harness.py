@@ -7,15 +7,14 @@ second instead of the production defaults.
 
 from __future__ import annotations
 
-import random
 import re
-import socket
 from pathlib import Path
 from typing import Any
 
 import trio
 
 from node.cluster.http import fetch_json, get
+from node.cluster.ports import free_port_block
 from node.config import init_cluster
 
 FAST = {
@@ -37,24 +36,10 @@ FAST = {
 }
 
 
-def _ports_free(ports: list[int]) -> bool:
-    for port in ports:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
 def free_base_ports(n: int) -> tuple[int, int]:
     """Two blocks of n consecutive free ports on 127.0.0.1 (peer, http)."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 60000 - 2 * n, 2 * n)
-        if _ports_free(list(range(base, base + 2 * n))):
-            return base, base + n
-    raise RuntimeError("no free port block found")
+    base = free_port_block(2 * n)
+    return base, base + n
 
 
 def fast_cluster_dir(directory: Path, nodes: int = 4, **extra: dict[str, Any]) -> Path:
