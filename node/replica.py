@@ -85,6 +85,7 @@ ROUND_MAX_EVENTS = 512
 # 2-core box (docs/performance.md): 1 beats 2 and 4, and beats the batch timer alone.
 MAX_IN_FLIGHT = 1
 MAX_CLIENT_ROUTES = 100_000
+REVERSE_LINK_POLL_S = 0.02
 HEARTBEATS = (Heartbeat, HeartbeatAck)  # answered by the shell, never seen by the core
 EVIDENCE = {"bad_signature": "invalid_signature", "equivocation": "equivocation"}
 
@@ -511,10 +512,20 @@ class Replica:
 
     def _on_link_state(self, peer: str, up: bool) -> None:
         """Our link to `peer` (re)connected and authenticated: the peer is back, so an
-        open circuit is tested now (half-open probes) instead of after its open timeout,
+        open circuit is tested soon (half-open probes) instead of after its open timeout,
         which has backed off while the peer was down. A forced-open circuit stays open."""
-        if not up or self.guards is None:
-            return
+        if up and self.guards is not None and self._nursery is not None:
+            self._nursery.start_soon(self._probe_when_both_ways_up, peer)
+
+    async def _probe_when_both_ways_up(self, peer: str) -> None:
+        """A probe is answered on the peer's own link to us; probing before that link is
+        up would fail the probe and back the circuit off again, so wait for it (bounded)."""
+        listener = self._listener
+        assert listener is not None
+        with trio.move_on_after(self.transport_cfg["handshake_timeout_s"]):
+            while peer not in listener.peers:
+                await trio.sleep(REVERSE_LINK_POLL_S)
+        assert self.guards is not None
         if self.guards[peer].breaker.enter_half_open(trio.current_time()):
             log.info("event=circuit_probe_on_reconnect replica=%d peer=%s", self.id, peer)
 

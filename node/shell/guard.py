@@ -267,6 +267,18 @@ class GuardSet:
         """Run a call that already holds `permit`; settles or releases the permit."""
         return await self._run(guard, permit, trio.current_time(), async_fn, args)
 
+    async def run_probe(self, guard: PeerGuard, permit: int) -> CallResult:
+        """A half-open probe: like `run_permitted`, but it may take the configured
+        `request_timeout_s` when that is longer than the adaptive deadline. The adaptive
+        window holds the peer's healthy past (or nothing useful after an outage), and one
+        late answer from a peer that is still warming up would re-open the circuit with a
+        longer backoff."""
+        assert self.probe_fn is not None
+        floor = self.breaker_cfg.request_timeout_s
+        return await self._run(
+            guard, permit, trio.current_time(), self.probe_fn, (guard.peer,), min_deadline_s=floor
+        )
+
     async def _run(
         self,
         guard: PeerGuard,
@@ -274,10 +286,12 @@ class GuardSet:
         start: float,
         async_fn: Callable[..., Awaitable[Any]],
         args: tuple[Any, ...],
+        min_deadline_s: float = 0.0,
     ) -> CallResult:
         settled = False
         try:
-            with trio.CancelScope(deadline=start + guard.timeout.timeout()) as scope:
+            limit = max(guard.timeout.timeout(), min_deadline_s)
+            with trio.CancelScope(deadline=start + limit) as scope:
                 try:
                     value = await async_fn(*args)
                 except Exception as exc:

@@ -70,7 +70,7 @@ async def probe_round(guards: GuardSet, guard: PeerGuard) -> None:
         permits.append(permit)
     async with trio.open_nursery() as nursery:
         for permit in permits:
-            nursery.start_soon(guards.run_permitted, guard, permit, guards.probe_fn, guard.peer)
+            nursery.start_soon(guards.run_probe, guard, permit)
 
 
 async def drain(guards: GuardSet, guard: PeerGuard) -> None:

@@ -121,6 +121,28 @@ async def test_probes_close_the_circuit_after_the_open_timeout(autojump_clock) -
         nursery.cancel_scope.cancel()
 
 
+async def test_a_slow_probe_gets_the_request_timeout_not_the_adaptive_one(autojump_clock) -> None:
+    links = FakeLinks()
+    guards = make(links, request_timeout_s=2.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(guards.run)
+        for i in range(20):  # a fast healthy past: the adaptive deadline shrinks to min_s
+            await guards.send("p1", f"warm{i}".encode())
+        assert guards["p1"].timeout.timeout() == pytest.approx(0.05)
+        await trip(guards, links, "p1")
+        links.down.clear()
+        links.delay["p1"] = 0.5  # the returning peer answers slowly while it warms up
+        await trio.sleep(31.0)
+        assert guards["p1"].breaker.state is CLOSED
+        # a call beyond the request timeout still fails the probe
+        await trip(guards, links, "p1")
+        links.down.clear()
+        links.delay["p1"] = 3.0
+        await trio.sleep(33.5)
+        assert guards["p1"].breaker.state is OPEN
+        nursery.cancel_scope.cancel()
+
+
 async def test_failed_probes_back_off_with_jitter_up_to_the_cap(autojump_clock) -> None:
     links = FakeLinks()
     guards = make(links)
