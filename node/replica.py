@@ -72,7 +72,15 @@ from node.replica_status import http_routes, metric_hooks
 from node.resilience import BreakerConfig, FallbackConfig, TimeoutConfig
 from node.shell.guard import GuardSet
 from node.storage import Storage
-from transport import Identity, LinkConfig, LinkDown, Listener, ListenerConfig, PeerLink
+from transport import (
+    FrameTooLarge,
+    Identity,
+    LinkConfig,
+    LinkDown,
+    Listener,
+    ListenerConfig,
+    PeerLink,
+)
 from transport.frames import Limits
 
 log = logging.getLogger("bft.replica")
@@ -482,6 +490,10 @@ class Replica:
             conn.send_nowait(frame)
         except LinkDown:
             self._clients.pop(client, None)
+        except FrameTooLarge as exc:  # a reply above the client frame limit: say so, go on
+            log.warning(
+                "event=reply_too_large client=%s size=%d limit=%d", client, exc.size, exc.limit
+            )
 
     def _on_invalid(self, source: str, reason: str) -> None:
         if source in self.peers:

@@ -179,3 +179,31 @@ async def test_load_command_prints_its_json(cluster):
         assert key in summary
     assert summary["ops_per_s"] > 0 and summary["clients"] == 4
     assert summary["p50_ms"] <= summary["p90_ms"] <= summary["p99_ms"]
+
+
+async def test_sigstopped_backup_trips_circuits_and_returns_after_sigcont(cluster):
+    """A stopped process still completes TCP handshakes but answers nothing: keepalive
+    and heartbeats must see it, open the circuits, and close them once it resumes."""
+    import os
+    import signal
+
+    pid = cluster.replicas[2].pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+
+        async def opened_everywhere():
+            sts = [await status(cluster, i) for i in (0, 1, 3)]
+            return all(st and st["peers"]["2"]["circuit"] == "open" for st in sts)
+
+        await wait_for(opened_everywhere, 15, "circuits to the stopped replica to open")
+        # the other three still commit
+        summary = await run_load(cluster.cfg, 2, 2.0, request_timeout_s=5.0)
+        assert summary["ops"] > 0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    async def closed_everywhere():
+        sts = [await status(cluster, i) for i in (0, 1, 3)]
+        return all(st and st["peers"]["2"]["circuit"] == "closed" for st in sts)
+
+    await wait_for(closed_everywhere, 20, "circuits to the resumed replica to close")
