@@ -221,6 +221,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)  # a log or a pipe: room for the summary table
     live_view = console.is_terminal and not args.no_watch and not args.json
     with tempfile.TemporaryDirectory(prefix="bft-demo-") as tmp:
         directory = Path(args.dir) if args.dir else Path(tmp)
