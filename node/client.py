@@ -39,14 +39,21 @@ class QuorumUnavailable(ClientError):
 class _Pending:
     """Replies collected for one outstanding request."""
 
-    __slots__ = ("done", "refusals", "replies", "result", "view")
+    __slots__ = ("done", "refusals", "replies", "result", "target", "view", "wake")
 
     def __init__(self) -> None:
         self.replies: dict[int, bytes] = {}
         self.refusals: dict[int, str] = {}
-        self.done = trio.Event()
+        self.done = False  # f+1 matching replies, or f+1 refusals
+        self.wake = trio.Event()  # done, or the connection to `target` was lost
         self.result: bytes | None = None
         self.view = 0
+        #: the one replica the request went to, until it is sent to every replica
+        self.target: int | None = None
+
+    def finish(self) -> None:
+        self.done = True
+        self.wake.set()
 
 
 class ClientPool:
@@ -103,6 +110,12 @@ class ClientPool:
                 log.debug("event=client_link_down replica=%d error=%s", rid, exc)
             finally:
                 self._links.pop(rid, None)
+                # requests that went to this replica alone (the primary, typically) go to
+                # every replica now rather than after their retransmission timeout, so
+                # the backups start their view-change timers at once
+                for pending in self._pending.values():
+                    if pending.target == rid:
+                        pending.wake.set()
             await trio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_S)
 
@@ -114,21 +127,21 @@ class ClientPool:
             return
         if isinstance(msg, Reply) and msg.replica == rid:
             pending = self._pending.get((msg.client, msg.timestamp))
-            if pending is None or pending.done.is_set():
+            if pending is None or pending.done:
                 return
             pending.replies[rid] = msg.result
             matching = [r for r in pending.replies.values() if r == msg.result]
             if len(matching) >= self.f + 1:
                 pending.result = msg.result
                 self.view = max(self.view, msg.view)
-                pending.done.set()
+                pending.finish()
         elif isinstance(msg, Refused) and msg.replica == rid:
             pending = self._pending.get((msg.client, msg.timestamp))
-            if pending is None or pending.done.is_set():
+            if pending is None or pending.done:
                 return
             pending.refusals[rid] = msg.reason
             if len(pending.refusals) >= self.f + 1:
-                pending.done.set()
+                pending.finish()
 
     async def _send(self, rid: int, frame: bytes) -> bool:
         link = self._links.get(rid)
@@ -150,17 +163,21 @@ class ClientPool:
         retry_s = self.cfg.section("cluster")["request_timeout_s"]
         try:
             with trio.move_on_after(timeout_s) as overall:
-                sent = await self._send(self.view % self.n, frame)
-                first = True
-                while not pending.done.is_set():
-                    with trio.move_on_after(retry_s if sent and first else retry_s / 4):
-                        await pending.done.wait()
-                    if pending.done.is_set():
+                pending.target = self.view % self.n
+                sent = await self._send(pending.target, frame)
+                wait_s = retry_s if sent else retry_s / 4
+                while True:
+                    with trio.move_on_after(wait_s):
+                        await pending.wake.wait()
+                    if pending.done:
                         break
-                    first = False
-                    # No quorum of replies yet: send to every replica (PBFT retransmission).
+                    # No quorum of replies yet, or the target went away: send to every
+                    # replica (PBFT retransmission).
+                    pending.wake = trio.Event()
+                    pending.target = None
                     sent = any([await self._send(r.id, frame) for r in self.cfg.replicas])
                     retry_s = min(retry_s * 2, 10.0)
+                    wait_s = retry_s / 4
             if overall.cancelled_caught:
                 raise ClientError(
                     f"no {self.f + 1} matching replies within {timeout_s:g}s "
