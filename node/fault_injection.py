@@ -35,10 +35,6 @@ class FaultInjector:
         self.drop_p = float(fault.value or 0.0) if self.mode == "drop" else 0.0
 
     @property
-    def silent(self) -> bool:
-        return self.mode == "silent"
-
-    @property
     def crash_after_s(self) -> float | None:
         return self.fault.value if self.mode == "crash-after" and self.fault else None
 

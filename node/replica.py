@@ -178,7 +178,6 @@ class Replica:
         self.requests_executed = 0
         self._gauges: tuple[int, int, int, bool] | None = None
         self.writes = 0  # rounds whose records were written (one transaction each)
-        self.writes_in_thread = 0  # of those, the large ones written in a worker thread
         self._nursery: trio.Nursery | None = None
         self._principals = {c.name for c in cfg.clients}
 
@@ -366,7 +365,6 @@ class Replica:
             if inline_write(records):
                 write_round(self.storage, records)
             else:
-                self.writes_in_thread += 1
                 await trio.to_thread.run_sync(write_round, self.storage, records)
         now = trio.current_time()
         rest = []
