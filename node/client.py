@@ -1,5 +1,6 @@
-"""The client: signs requests, sends them to the primary (to all after a timeout), and
-accepts a result once f+1 replicas send matching replies.
+"""The client: signs requests and adds their authenticator (one MAC per replica), sends
+them to the primary (to all after a timeout), and accepts a result once f+1 replicas send
+matching replies.
 
 A `ClientPool` keeps one authenticated connection to every replica for one principal and
 routes replies to waiting requests; many `Session`s (logical clients with their own
@@ -17,9 +18,10 @@ import trio
 
 from node.app.kv import decode_result, encode_op
 from node.config import ClusterConfig, load_private_key, private_seed
-from node.consensus.codec import DecodeError, decode, encode
-from node.consensus.crypto import Signer, sign_message
-from node.consensus.messages import Refused, Reply, Request
+from node.consensus.codec import DecodeError, decode
+from node.consensus.crypto import Signer, client_mac_keys, sign_request
+from node.consensus.messages import Refused, Reply, ReplyBatch, Request
+from node.framing import request_frames
 from transport import ClientConfig, LinkDown, TransportError, open_client
 
 log = logging.getLogger("bft.client")
@@ -67,11 +69,14 @@ class ClientPool:
         key = load_private_key(cfg.client_key_path(principal))
         self._seed = private_seed(key)
         self.signer = Signer(self._seed)
+        replica_keys = [cfg.replica(i).public_key for i in range(cfg.n)]
+        self.mac_keys = client_mac_keys(self.signer, principal, replica_keys)
         self.f = cfg.f
         self.n = cfg.n
         self.view = 0
         self._links: dict[int, Any] = {}
         self._pending: dict[tuple[str, int], _Pending] = {}
+        self._outq: dict[int, list[Request]] = {}  # requests about to leave, by replica
         self._connected = trio.Event()
         self.link_config = ClientConfig(max_frame=cfg.section("transport")["max_client_frame"])
 
@@ -125,17 +130,12 @@ class ClientPool:
         except DecodeError as exc:
             log.warning("event=bad_reply replica=%d reason=%s", rid, exc.reason)
             return
-        if isinstance(msg, Reply) and msg.replica == rid:
-            pending = self._pending.get((msg.client, msg.timestamp))
-            if pending is None or pending.done:
-                return
-            pending.replies[rid] = msg.result
-            matching = [r for r in pending.replies.values() if r == msg.result]
-            if len(matching) >= self.f + 1:
-                pending.result = msg.result
-                self.view = max(self.view, msg.view)
-                pending.finish()
-        elif isinstance(msg, Refused) and msg.replica == rid:
+        if type(msg) is ReplyBatch:
+            for reply in msg.replies:
+                self._on_reply(rid, reply)
+        elif type(msg) is Reply:
+            self._on_reply(rid, msg)
+        elif type(msg) is Refused and msg.replica == rid:
             pending = self._pending.get((msg.client, msg.timestamp))
             if pending is None or pending.done:
                 return
@@ -143,20 +143,48 @@ class ClientPool:
             if len(pending.refusals) >= self.f + 1:
                 pending.finish()
 
-    async def _send(self, rid: int, frame: bytes) -> bool:
+    def _on_reply(self, rid: int, msg: Reply) -> None:
+        if msg.replica != rid:
+            return
+        pending = self._pending.get((msg.client, msg.timestamp))
+        if pending is None or pending.done:
+            return
+        pending.replies[rid] = msg.result
+        matching = [r for r in pending.replies.values() if r == msg.result]
+        if len(matching) >= self.f + 1:
+            pending.result = msg.result
+            self.view = max(self.view, msg.view)
+            pending.finish()
+
+    async def _send(self, rid: int, request: Request) -> bool:
+        """Queue ``request`` for replica ``rid``; False if there is no connection to it.
+
+        The first session to queue for a replica yields once, so that every session
+        woken by the same replies queues too, and then sends them all in one frame.
+        """
         link = self._links.get(rid)
         if link is None:
             return False
-        try:
-            await link.send(frame)
-        except TransportError:
-            return False
+        queued = self._outq.get(rid)
+        if queued is not None:
+            queued.append(request)
+            return True
+        self._outq[rid] = [request]
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        batch = self._outq.pop(rid)
+        # shielded: a cancelled session must not drop the requests of the others
+        # (a send waits at most the link's send timeout)
+        with trio.CancelScope(shield=True):
+            for frame in request_frames(batch, self.link_config.max_frame):
+                try:
+                    await link.send(frame)
+                except TransportError:
+                    return False
         return True
 
     async def invoke(self, session: str, timestamp: int, op: bytes, timeout_s: float) -> bytes:
         """Run one signed request to completion; return the agreed result bytes."""
-        request = sign_message(Request(session, timestamp, op), self.signer)
-        frame = encode(request)
+        request = sign_request(Request(session, timestamp, op), self.signer, self.mac_keys)
         pending = _Pending()
         key = (session, timestamp)
         self._pending[key] = pending
@@ -164,7 +192,7 @@ class ClientPool:
         try:
             with trio.move_on_after(timeout_s) as overall:
                 pending.target = self.view % self.n
-                sent = await self._send(pending.target, frame)
+                sent = await self._send(pending.target, request)
                 wait_s = retry_s if sent else retry_s / 4
                 while True:
                     with trio.move_on_after(wait_s):
@@ -175,7 +203,7 @@ class ClientPool:
                     # replica (PBFT retransmission).
                     pending.wake = trio.Event()
                     pending.target = None
-                    sent = any([await self._send(r.id, frame) for r in self.cfg.replicas])
+                    sent = any([await self._send(r.id, request) for r in self.cfg.replicas])
                     retry_s = min(retry_s * 2, 10.0)
                     wait_s = retry_s / 4
             if overall.cancelled_caught:

@@ -61,9 +61,17 @@ from node.consensus.events import (
     TimerFired,
     ViewChanged,
 )
-from node.consensus.messages import Heartbeat, HeartbeatAck, Refused, Request
+from node.consensus.messages import (
+    Heartbeat,
+    HeartbeatAck,
+    Refused,
+    Reply,
+    Request,
+    RequestBatch,
+)
 from node.fault_injection import FaultInjector
 from node.faults import Fault
+from node.framing import reply_frames
 from node.observability.http import serve_http
 from node.observability.metrics import ReplicaMetrics
 from node.persistence import inline_write, load_state, write_round
@@ -160,6 +168,7 @@ class Replica:
         self.timeout_cfg = _section(cfg, "timeout", TimeoutConfig)
         self.fallback_cfg = _section(cfg, "fallback", FallbackConfig)
         self.transport_cfg = cfg.section("transport")
+        self.client_frame_limit: int = self.transport_cfg["max_client_frame"]
         self.data_dir = Path(data_dir)
         self.storage = Storage(self.data_dir, b"bft-node/1/" + self.info.public_key)
         self.core: ReplicaCore | None = None
@@ -172,6 +181,7 @@ class Replica:
         self.http_port: int | None = None
         self.port: int | None = None
         self._clients: OrderedDict[str, Any] = OrderedDict()  # session -> its connection
+        self._replies: dict[Any, list[Reply]] = {}  # this round's replies, by connection
         self._listener: Listener | None = None
         self._timers: dict[str, float] = {}
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[Any](INBOX_SIZE)
@@ -272,7 +282,7 @@ class Replica:
             on_client_frame=self._on_client_frame,
             on_invalid=self._on_invalid,
             peer_decoder=codec.decode,
-            client_decoder=codec.decoder_for(Request),
+            client_decoder=codec.decoder_for(Request, RequestBatch),
             config=ListenerConfig(
                 host=self.listen_host,
                 port=self.info.port,
@@ -389,7 +399,7 @@ class Replica:
             elif kind is Broadcast:
                 traffic.broadcast(a.msg)
             elif kind is ReplyToClient:
-                self._reply(a.client, a.reply.wire)
+                self._reply(a.client, a.reply)
             elif kind is Executed:
                 self.metrics.requests_executed.inc(a.n_requests)
                 self.requests_executed += a.n_requests
@@ -413,6 +423,8 @@ class Replica:
                 log.info("event=state_transferred replica=%d seq=%d", self.id, a.seq)
             elif kind is Rejected:
                 self._count_rejected(a.sender, a.reason)
+        if self._replies:
+            self._send_replies()
         traffic.flush()
         self.refresh_gauges()
 
@@ -446,33 +458,35 @@ class Replica:
         except trio.WouldBlock:
             self.metrics.inbox_dropped.labels(peer).inc()
 
-    async def _on_client_frame(self, conn: Any, principal: str, request: Request) -> None:
-        if request.principal != principal:
-            self._on_invalid("client", "principal_mismatch")
-            conn.close()
-            return
+    async def _on_client_frame(self, conn: Any, principal: str, msg: Any) -> None:
+        requests = msg.requests if type(msg) is RequestBatch else (msg,)
         clients = self._clients
-        clients[request.client] = conn
-        clients.move_to_end(request.client)
-        if len(clients) > MAX_CLIENT_ROUTES:
-            clients.popitem(last=False)
-        if self.degraded:
-            await self._refuse(conn, request, "quorum unavailable")
-            return
-        if self.inbox_depth() > INBOX_SIZE * CLIENT_SHARE:
-            await self._refuse(conn, request, "overloaded")
-            return
-        self._inbox_send.send_nowait(RequestReceived(request))
+        for request in requests:
+            if request.principal != principal:
+                self._on_invalid("client", "principal_mismatch")
+                conn.close()
+                return
+            clients[request.client] = conn
+            clients.move_to_end(request.client)
+            if len(clients) > MAX_CLIENT_ROUTES:
+                clients.popitem(last=False)
+            if self.degraded:
+                self._refuse(conn, request, "quorum unavailable")
+            elif self.inbox_depth() > INBOX_SIZE * CLIENT_SHARE:
+                self._refuse(conn, request, "overloaded")
+            else:
+                self._inbox_send.send_nowait(RequestReceived(request))
 
-    async def _refuse(self, conn: Any, request: Request, reason: str) -> None:
+    def _refuse(self, conn: Any, request: Request, reason: str) -> None:
         self.metrics.client_refused.labels(reason).inc()
         refused = Refused(request.client, request.timestamp, self.id, reason)
         try:
-            await conn.send(refused.wire)
+            conn.send_nowait(refused.wire)
         except LinkDown:
             pass
 
-    def _reply(self, client: str, frame: bytes) -> None:
+    def _reply(self, client: str, reply: Reply) -> None:
+        """Queue a reply; the round's replies leave together (``_send_replies``)."""
         if not self.injector.allows_client_replies():
             return
         conn = self._clients.get(client)
@@ -484,14 +498,32 @@ class Replica:
             conn = self._listener.client_for(client.split("/", 1)[0])
             if conn is None:
                 return
-        try:
-            conn.send_nowait(frame)
-        except LinkDown:
-            self._clients.pop(client, None)
-        except FrameTooLarge as exc:  # a reply above the client frame limit: say so, go on
-            log.warning(
-                "event=reply_too_large client=%s size=%d limit=%d", client, exc.size, exc.limit
-            )
+        queued = self._replies.get(conn)
+        if queued is None:
+            self._replies[conn] = [reply]
+        else:
+            queued.append(reply)
+
+    def _send_replies(self) -> None:
+        """One frame per client connection for the round's replies (a ``ReplyBatch``
+        when there are several, split to stay under the client frame limit)."""
+        replies, self._replies = self._replies, {}
+        for conn, queued in replies.items():
+            for frame in reply_frames(queued, self.client_frame_limit):
+                try:
+                    conn.send_nowait(frame)
+                except LinkDown:
+                    for reply in queued:
+                        if self._clients.get(reply.client) is conn:
+                            del self._clients[reply.client]
+                    break
+                except FrameTooLarge as exc:  # one reply above the limit: say so, go on
+                    log.warning(
+                        "event=reply_too_large principal=%s size=%d limit=%d",
+                        conn.principal,
+                        exc.size,
+                        exc.limit,
+                    )
 
     def _on_invalid(self, source: str, reason: str) -> None:
         if source in self.peers:

@@ -62,6 +62,7 @@ def status_dict(replica: Replica) -> dict[str, Any]:
         "inbox": replica.inbox_depth(),
         "requests_executed": replica.requests_executed,
         "writes": replica.writes,
+        "request_auth": dict(core.auth_counts),
         "peers": peers,
     }
 
@@ -77,6 +78,8 @@ def http_routes(replica: Replica) -> dict[str, Any]:
 
     def metrics() -> tuple[int, str, bytes]:
         replica.refresh_gauges()
+        if replica.core is not None:
+            replica.metrics.sync_request_auth(replica.core.auth_counts)
         return 200, "text/plain; version=0.0.4; charset=utf-8", replica.metrics.render()
 
     return {"/status": status, "/healthz": healthz, "/metrics": metrics}

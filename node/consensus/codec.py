@@ -31,13 +31,16 @@ from node.consensus.messages import (
     PrePrepare,
     Refused,
     Reply,
+    ReplyBatch,
     Request,
+    RequestBatch,
     StateRequest,
     StateResponse,
     ViewChange,
 )
 
-VERSION = 1
+#: 2: requests carry an authenticator (MAC vector) after the signature
+VERSION = 2
 
 MAX_INT = 2**63 - 1
 MAX_REPLICAS = 1024
@@ -50,6 +53,7 @@ MAX_CERTS = 1 << 16
 MAX_REASON_LEN = 128
 DIGEST_LEN = 32
 SIGNATURE_LEN = 64
+MAC_LEN = 16
 KEY_LEN = 32
 
 DECODE_REASONS = ("malformed", "unknown_type", "bad_shape", "bad_version")
@@ -116,7 +120,7 @@ class _Struct(_Kind):
         self.cls = cls
         self.names = [name for name, _ in fields]
         self.kinds = [kind for _, kind in fields]
-        self.signed = bool(self.names) and self.names[-1] == "signature"
+        self.sig_index = self.names.index("signature") if "signature" in self.names else None
 
     def to_wire(self, value: Any) -> list[Any]:
         return [
@@ -156,6 +160,7 @@ REQUEST = _Struct(
         ("timestamp", U64),
         ("operation", _Bytes(0, MAX_OPERATION)),
         ("signature", SIGNATURE),
+        ("auth", _ListOf(_Bytes(MAC_LEN, MAC_LEN), MAX_REPLICAS)),
     ],
 )
 PRE_PREPARE = _Struct(
@@ -245,6 +250,9 @@ REFUSED = _Struct(
 HEARTBEAT = _Struct(Heartbeat, [("sender", SENDER), ("nonce", U64)])
 HEARTBEAT_ACK = _Struct(HeartbeatAck, [("sender", SENDER), ("nonce", U64)])
 
+REQUEST_BATCH = _Struct(RequestBatch, [("requests", _ListOf(REQUEST, MAX_BATCH))])
+REPLY_BATCH = _Struct(ReplyBatch, [("replies", _ListOf(REPLY, MAX_BATCH))])
+
 #: type tag -> field spec; tags are part of the wire format and never reused.
 TAGS: dict[int, _Struct] = {
     1: REQUEST,
@@ -260,6 +268,8 @@ TAGS: dict[int, _Struct] = {
     11: REFUSED,
     12: HEARTBEAT,
     13: HEARTBEAT_ACK,
+    14: REQUEST_BATCH,
+    15: REPLY_BATCH,
 }
 _BY_CLASS: dict[type, tuple[int, _Struct]] = {spec.cls: (tag, spec) for tag, spec in TAGS.items()}
 
@@ -289,8 +299,8 @@ def signing_bytes_uncached(msg: Message) -> bytes:
         fields = [msg.seq, msg.digest, msg.sender]
     else:
         fields = spec.to_wire(msg)
-        if spec.signed:
-            fields = fields[:-1]
+        if spec.sig_index is not None:
+            del fields[spec.sig_index]
     return msgpack.packb([VERSION, tag, *fields])
 
 

@@ -44,12 +44,18 @@ class _Message:
 
 @attrs.frozen
 class Request(_Message):
-    """A client operation. ``client`` is the session string ``"<principal>/<session>"``."""
+    """A client operation. ``client`` is the session string ``"<principal>/<session>"``.
+
+    ``auth`` is the client's authenticator, one MAC per replica id (``crypto.py``). It is
+    outside what the signature and the batch digest cover, and outside equality: it only
+    lets a replica skip verifying the signature, never changes what is agreed.
+    """
 
     client: str
     timestamp: int
     operation: bytes
     signature: bytes = b""
+    auth: tuple[bytes, ...] = attrs.field(default=(), eq=False)
 
     @property
     def principal(self) -> str:
@@ -209,6 +215,23 @@ class HeartbeatAck(_Message):
     nonce: int
 
 
+@attrs.frozen
+class RequestBatch(_Message):
+    """Several client requests in one frame (a client's sessions share a connection).
+
+    Only a framing of the client link: each request is still signed and admitted alone.
+    """
+
+    requests: tuple[Request, ...]
+
+
+@attrs.frozen
+class ReplyBatch(_Message):
+    """The replies of one core round for the sessions of one client connection."""
+
+    replies: tuple[Reply, ...]
+
+
 Message = (
     Request
     | PrePrepare
@@ -223,6 +246,8 @@ Message = (
     | Refused
     | Heartbeat
     | HeartbeatAck
+    | RequestBatch
+    | ReplyBatch
 )
 
 #: Messages that carry a ``signature`` field.
@@ -240,7 +265,8 @@ SIGNED_TYPES: tuple[type, ...] = (
 def batch_digest(batch: tuple[Request, ...] | list[Request]) -> bytes:
     """The digest a pre-prepare names for ``batch`` (the empty batch is the null request).
 
-    Covers each request's signed payload and its signature, in order.
+    Covers each request's signed payload and its signature, in order (not its
+    authenticator, which only the receiving replica can check).
     """
     h = hashlib.sha256(b"bft-batch")
     for request in batch:

@@ -118,6 +118,15 @@ class ReplicaMetrics:
             ["reason"],
             registry=r,
         )
+        self.request_auth = Counter(
+            "bft_requests_authenticated_total",
+            "Requests in pre-prepares this backup accepted, by how: its MAC tag or the signature",
+            ["method"],
+            registry=r,
+        )
+        self._auth_seen = {"mac": 0, "signature": 0}
+        for method in self._auth_seen:
+            self.request_auth.labels(method)
         Info("bft_replica", "Replica identity and fault mode", registry=r).info(
             {"id": str(replica_id), "fault": fault or "none"}
         )
@@ -128,6 +137,14 @@ class ReplicaMetrics:
         for c in (self.trips, self.success, self.failure, self.rejected):
             c.labels(peer)
         self.queue_depth.labels(peer).set(0)
+
+    def sync_request_auth(self, totals: dict[str, int]) -> None:
+        """Bring the counter up to the core's running totals (read at scrape time)."""
+        for method, total in totals.items():
+            seen = self._auth_seen.get(method, 0)
+            if total > seen:
+                self.request_auth.labels(method).inc(total - seen)
+                self._auth_seen[method] = total
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -204,7 +204,7 @@ class Forge(Adversary):
     def forge(self, msg: Any) -> Any:
         if not hasattr(msg, "signature") or self.rng.random() < 0.3:
             return msg
-        modes = 5 if isinstance(msg, PrePrepare) else 3 if hasattr(msg, "sender") else 2
+        modes = 6 if isinstance(msg, PrePrepare) else 3 if hasattr(msg, "sender") else 2
         mode = self.rng.randrange(modes)
         if mode == 0:
             forged = attrs.evolve(msg, signature=self.rng.randbytes(64))
@@ -222,6 +222,12 @@ class Forge(Adversary):
             )
             batch = (*msg.batch, bogus)
             forged = self.sign(attrs.evolve(msg, batch=batch, digest=batch_digest(batch)))
+        elif mode == 5:  # real requests with their authenticators garbled or stripped
+            batch = tuple(
+                attrs.evolve(r, auth=() if self.rng.random() < 0.5 else (bytes(16),) * len(r.auth))
+                for r in msg.batch
+            )
+            forged = self.sign(attrs.evolve(msg, batch=batch))
         else:  # a real request with its operation altered (signature now wrong)
             if not msg.batch:
                 return msg

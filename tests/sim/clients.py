@@ -16,7 +16,7 @@ import random
 import attrs
 
 from node.app.kv import decode_result, op_get, op_put
-from node.consensus.crypto import Signer, sign_message
+from node.consensus.crypto import MAC_LEN, Signer, sign_request
 from node.consensus.messages import Reply, Request
 
 
@@ -37,6 +37,7 @@ class SimClient:
         self,
         session: str,
         signer: Signer,
+        mac_keys: list[bytes | None],
         n: int,
         f: int,
         total: int,
@@ -44,6 +45,7 @@ class SimClient:
     ) -> None:
         self.session = session
         self.signer = signer
+        self.mac_keys = mac_keys
         self.n, self.f = n, f
         self.total = total
         self._rng = rng
@@ -84,7 +86,15 @@ class SimClient:
             self._unread.append(len(self._written))
             self._written.append((key, value))
             expected = ("ok", None)
-        request = sign_message(Request(self.session, self.timestamp, op), self.signer)
+        request = sign_request(
+            Request(self.session, self.timestamp, op), self.signer, self.mac_keys
+        )
+        if self._rng.random() < 0.15:
+            # a sloppy client: one replica's tag is wrong, so that replica must fall back
+            # to the signature when it finds the request in a pre-prepare
+            auth = list(request.auth)
+            auth[self._rng.randrange(self.n)] = self._rng.randbytes(MAC_LEN)
+            request = attrs.evolve(request, auth=tuple(auth))
         self.history.append(Outstanding(request, now, expected))
         return request
 

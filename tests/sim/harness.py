@@ -19,7 +19,7 @@ from typing import Any
 from node.consensus import codec
 from node.consensus.config import CoreConfig
 from node.consensus.core import ReplicaCore
-from node.consensus.crypto import Signer, VerifyCache
+from node.consensus.crypto import Signer, VerifyCache, client_mac_keys
 from node.consensus.events import (
     Broadcast,
     CancelTimer,
@@ -72,6 +72,16 @@ def _signers(n: int) -> tuple[tuple[Signer, ...], dict[str, Signer], Signer]:
         {p: Signer(kp.seed) for p, kp in keys.clients.items()},
         Signer(keys.outsider.seed),
     )
+
+
+@functools.cache
+def _client_mac_keys(n: int) -> dict[str, list[bytes | None]]:
+    """Each client principal's request-MAC keys, one per replica (like a real client's)."""
+    keys = cluster_keys(n)
+    replica_public = [kp.public for kp in keys.replicas]
+    return {
+        p: client_mac_keys(Signer(kp.seed), p, replica_public) for p, kp in keys.clients.items()
+    }
 
 
 @functools.cache
@@ -134,6 +144,7 @@ class Simulation:
             SimClient(
                 f"{PRINCIPALS[i % len(PRINCIPALS)]}/c{i}",
                 client_signers[PRINCIPALS[i % len(PRINCIPALS)]],
+                _client_mac_keys(p.n)[PRINCIPALS[i % len(PRINCIPALS)]],
                 p.n,
                 p.f,
                 p.requests_per_client,

@@ -15,6 +15,7 @@ from node.consensus.messages import Prepare, Request
 
 D = bytes(32)
 SIG = bytes(64)
+V = codec.VERSION
 
 
 def frame(*items) -> bytes:
@@ -29,12 +30,12 @@ def reason(data) -> str:
 
 
 def test_valid_minimal_frame() -> None:
-    assert codec.decode(frame(1, 3, 0, 1, D, 2, SIG)) == Prepare(0, 1, D, 2, SIG)
+    assert codec.decode(frame(V, 3, 0, 1, D, 2, SIG)) == Prepare(0, 1, D, 2, SIG)
 
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\xc1", b"\x92\x01", frame(1, 3, 0, 1, D, 2, SIG) + b"\x00", b"\xa3abc", frame(1)],
+    [b"", b"\xc1", b"\x92\x01", frame(V, 3, 0, 1, D, 2, SIG) + b"\x00", b"\xa3abc", frame(1)],
     ids=["empty", "reserved-byte", "truncated", "trailing", "not-a-list", "short-envelope"],
 )
 def test_malformed(data) -> None:
@@ -46,14 +47,15 @@ def test_not_bytes_is_malformed() -> None:
 
 
 def test_bad_version() -> None:
-    assert reason(frame(2, 3, 0, 1, D, 2, SIG)) == "bad_version"
+    assert reason(frame(V + 1, 3, 0, 1, D, 2, SIG)) == "bad_version"
     assert reason(frame(0, 3, 0, 1, D, 2, SIG)) == "bad_version"
+    assert reason(frame(1, 3, 0, 1, D, 2, SIG)) == "bad_version"  # before authenticators
     assert reason(frame("1", 3, 0, 1, D, 2, SIG)) == "malformed"
 
 
-@pytest.mark.parametrize("tag", [0, 14, 99, -1, "prepare", None, 2.0])
+@pytest.mark.parametrize("tag", [0, 16, 99, -1, "prepare", None, 2.0])
 def test_unknown_type(tag) -> None:
-    assert reason(frame(1, tag, 0, 1, D, 2, SIG)) == "unknown_type"
+    assert reason(frame(V, tag, 0, 1, D, 2, SIG)) == "unknown_type"
 
 
 @pytest.mark.parametrize(
@@ -75,23 +77,27 @@ def test_unknown_type(tag) -> None:
     ],
 )
 def test_bad_shape_prepare(fields) -> None:
-    assert reason(frame(1, 3, *fields)) == "bad_shape"
+    assert reason(frame(V, 3, *fields)) == "bad_shape"
 
 
 def test_bad_shape_nested() -> None:
-    req = [f"client/s{0}", 1, b"op", SIG]
-    good = frame(1, 2, 0, 1, D, [req], 0, SIG)
+    req = [f"client/s{0}", 1, b"op", SIG, [bytes(16)] * 4]
+    good = frame(V, 2, 0, 1, D, [req], 0, SIG)
     assert codec.decode(good).batch[0] == Request("client/s0", 1, b"op", SIG)
-    assert reason(frame(1, 2, 0, 1, D, [req[:3]], 0, SIG)) == "bad_shape"
-    assert reason(frame(1, 2, 0, 1, D, req, 0, SIG)) == "bad_shape"
-    assert reason(frame(1, 2, 0, 1, D, [["", 1, b"", SIG]], 0, SIG)) == "bad_shape"
-    assert reason(frame(1, 2, 0, 1, D, [[b"client/x", 1, b"", SIG]], 0, SIG)) == "bad_shape"
+    assert codec.decode(good).batch[0].auth == (bytes(16),) * 4
+    assert reason(frame(V, 2, 0, 1, D, [[*req[:4], [bytes(15)]]], 0, SIG)) == "bad_shape"
+    assert reason(frame(V, 2, 0, 1, D, [[*req[:4], bytes(16)]], 0, SIG)) == "bad_shape"
+    assert reason(frame(V, 2, 0, 1, D, [req[:4]], 0, SIG)) == "bad_shape"
+    assert reason(frame(V, 2, 0, 1, D, [req[:3]], 0, SIG)) == "bad_shape"
+    assert reason(frame(V, 2, 0, 1, D, req, 0, SIG)) == "bad_shape"
+    assert reason(frame(V, 2, 0, 1, D, [["", 1, b"", SIG, []]], 0, SIG)) == "bad_shape"
+    assert reason(frame(V, 2, 0, 1, D, [[b"client/x", 1, b"", SIG, []]], 0, SIG)) == "bad_shape"
     too_many = [req] * (codec.MAX_BATCH + 1)
-    assert reason(frame(1, 2, 0, 1, D, too_many, 0, SIG)) == "bad_shape"
+    assert reason(frame(V, 2, 0, 1, D, too_many, 0, SIG)) == "bad_shape"
     # view change whose certificate is missing its prepares list
     pp = [0, 1, D, [], 0, SIG]
-    assert reason(frame(1, 7, 1, 0, [], [[pp]], 1, SIG)) == "bad_shape"
-    assert codec.decode(frame(1, 7, 1, 0, [], [[pp, []]], 1, SIG)).new_view == 1
+    assert reason(frame(V, 7, 1, 0, [], [[pp]], 1, SIG)) == "bad_shape"
+    assert codec.decode(frame(V, 7, 1, 0, [], [[pp, []]], 1, SIG)).new_view == 1
 
 
 def test_deep_nesting_is_malformed_or_bad_shape() -> None:
@@ -100,7 +106,7 @@ def test_deep_nesting_is_malformed_or_bad_shape() -> None:
 
 
 def test_ext_types_and_maps_are_rejected() -> None:
-    assert reason(msgpack.packb([1, 3, 0, 1, msgpack.ExtType(1, D), 2, SIG])) == "bad_shape"
+    assert reason(msgpack.packb([V, 3, 0, 1, msgpack.ExtType(1, D), 2, SIG])) == "bad_shape"
     assert reason(msgpack.packb({"v": 1})) == "malformed"
 
 
@@ -109,7 +115,7 @@ def test_decoder_for_restricts_types() -> None:
     req = make_request("s", 1, b"x")
     assert only_requests(codec.encode(req)) == req
     with pytest.raises(DecodeError) as info:
-        only_requests(frame(1, 3, 0, 1, D, 2, SIG))
+        only_requests(frame(V, 3, 0, 1, D, 2, SIG))
     assert info.value.reason == "unknown_type"
 
 
@@ -172,5 +178,5 @@ def test_mutated_frames_only_raise_decode_error(base: bytes, edits) -> None:
 )
 def test_random_msgpack_structures_only_raise_decode_error(obj) -> None:
     for tag in (None, *codec.TAGS):
-        payload = obj if tag is None else [1, tag, *(obj if isinstance(obj, list) else [obj])]
+        payload = obj if tag is None else [V, tag, *(obj if isinstance(obj, list) else [obj])]
         _check(msgpack.packb(payload))

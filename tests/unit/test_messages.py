@@ -23,7 +23,9 @@ from node.consensus.messages import (
     PrePrepare,
     Refused,
     Reply,
+    ReplyBatch,
     Request,
+    RequestBatch,
     StateRequest,
     StateResponse,
     ViewChange,
@@ -60,7 +62,13 @@ def sample_messages() -> list:
         Heartbeat(3, 2**40),
         HeartbeatAck(0, 1),
         _signed(PrePrepare(0, 1, NULL_DIGEST, (), 0)),
+        RequestBatch(batch),
+        ReplyBatch((Reply(2, 7, "client/s1", 1, b"r"), Reply(2, 1, "client/s2", 1, b""))),
     ]
+
+
+def test_every_tag_has_a_sample() -> None:
+    assert {type(m) for m in sample_messages()} == {spec.cls for spec in codec.TAGS.values()}
 
 
 @pytest.mark.parametrize("msg", sample_messages(), ids=lambda m: type(m).__name__)
@@ -141,4 +149,6 @@ def test_signing_bytes_are_the_frame_without_the_signature(msg) -> None:
     expected = frame[:-1] if hasattr(msg, "signature") else frame
     if isinstance(msg, PrePrepare):
         expected = [*frame[:5], frame[6]]  # the batch is bound by the digest instead
+    if isinstance(msg, Request):
+        expected = frame[:-2]  # neither the signature nor the authenticator
     assert msgpack.unpackb(codec.signing_bytes_uncached(msg)) == expected
