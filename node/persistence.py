@@ -5,11 +5,9 @@ are single rows (kept in the meta table), log messages are rows keyed by their r
 and deleted at or below the stable checkpoint. One `write_round` call is one transaction,
 so the records of a core round become durable together, before the round's sends.
 
-`inline_write(records)` tells the shell whether a round's write is small enough to run on
-the event loop itself: a round of log messages is a WAL append and one fsync (about
-0.1-0.3 ms here), while handing it to a worker thread costs more CPU than that (about
-130 µs per hop on a 2-core box, plus GIL hand-offs). A stable checkpoint carries the
-whole snapshot (megabytes for a large store) and goes to a thread.
+The shell may pass the records of several rounds at once (group commit): they are applied
+in order, so a later record with the same key replaces an earlier one and a stable
+checkpoint drops the rows at or below it, as if each round had been written alone.
 """
 
 from __future__ import annotations
@@ -26,16 +24,9 @@ from node.consensus.records import (
 )
 from node.storage import LogRow, Storage, StorageError
 
-INLINE_MAX_RECORDS = 2048  # a round of log messages; far above a normal round
-
-
-def inline_write(records: Sequence[object]) -> bool:
-    """True if writing `records` on the event loop costs less than a thread hop."""
-    return len(records) <= INLINE_MAX_RECORDS and not any(type(r) is StableRecord for r in records)
-
 
 def write_round(storage: Storage, records: Sequence[object]) -> None:
-    """Make one round's records durable in one transaction (blocking)."""
+    """Make the records of one or more rounds durable in one transaction (blocking)."""
     rows: dict[bytes, LogRow] = {}
     meta: dict[str, bytes] = {}
     gc: int | None = None

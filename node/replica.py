@@ -4,13 +4,15 @@ HTTP, and owns every task in one nursery.
 Tasks: the peer listener (peer and client routes), one PeerLink per peer, one sender per
 peer, the guards' probe/drain tasks, heartbeats, the HTTP server, and the core loop. The
 core loop takes a batch of events from the one bounded inbox (a round), runs them
-through `core.handle`, makes the round's `Persist` records durable in one SQLite
-transaction, then performs the round's other actions in order (raft's Ready rule: nothing
-that depends on a record is sent before the record is on disk). A round of log records is
-written on the event loop itself (a WAL append and one fsync, ~0.2 ms: cheaper than the
-~130 µs of CPU a worker-thread hop costs on a 2-core box); a round with a checkpoint
-snapshot goes to a worker thread. The round's outbound messages leave as one group per
-peer and its client replies as one write per client connection. Timers are deadlines the
+through `core.handle`, and hands the round's `Persist` records and its other actions to
+the writer task. The writer makes the records durable in a worker thread and only then
+performs the actions, in round order (raft's Ready rule: nothing that depends on a record
+is sent before the record is on disk). While one write is on disk the core loop goes on
+with the next rounds; their records are then written together in one transaction (group
+commit), so the fsync no longer stalls the event loop and a busy replica pays one fsync
+per group, not per round. At most `MAX_ROUNDS_AHEAD` rounds wait for the disk; then the
+core loop waits too. The round's outbound messages leave as one group per peer and its
+client replies as one frame per client connection. Timers are deadlines the
 core loop waits on with `move_on_at`; a zero-delay timer fires at the end of the round.
 
 Batching: the core runs with `max_in_flight = MAX_IN_FLIGHT` (load-sized batches, see
@@ -74,7 +76,7 @@ from node.faults import Fault
 from node.framing import reply_frames
 from node.observability.http import serve_http
 from node.observability.metrics import ReplicaMetrics
-from node.persistence import inline_write, load_state, write_round
+from node.persistence import load_state, write_round
 from node.replica_net import PeerTraffic
 from node.replica_status import http_routes, metric_hooks
 from node.resilience import BreakerConfig, FallbackConfig, TimeoutConfig
@@ -96,6 +98,7 @@ log = logging.getLogger("bft.replica")
 INBOX_SIZE = 20_000
 CLIENT_SHARE = 0.5  # client requests are refused once the inbox is this full
 ROUND_MAX_EVENTS = 512
+MAX_ROUNDS_AHEAD = 256  # rounds waiting for their write before the core loop waits too
 # Load-sized batching (see node/consensus/requests.py): the primary keeps one batch in
 # flight and puts every request that arrives meanwhile into the next one. Measured on a
 # 2-core box (docs/performance.md): 1 beats 2 and 4, and beats the batch timer alone.
@@ -187,7 +190,12 @@ class Replica:
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[Any](INBOX_SIZE)
         self.requests_executed = 0
         self._gauges: tuple[int, int, int, bool] | None = None
-        self.writes = 0  # rounds whose records were written (one transaction each)
+        self.writes = 0  # transactions written (a group of rounds each)
+        #: rounds whose actions wait for their records (and earlier rounds') to be durable
+        self._unwritten: list[tuple[list[Any], list[Any]]] = []
+        self._writing = False
+        self._write_wake = trio.Event()
+        self._write_room = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._principals = {c.name for c in cfg.clients}
 
@@ -312,6 +320,7 @@ class Replica:
                 nursery.start_soon(self.traffic.heartbeat, peer, grace)
             if self.injector.crash_after_s is not None:
                 nursery.start_soon(self._crash_after, self.injector.crash_after_s)
+            nursery.start_soon(self._writer)
             await self._apply(actions)
             nursery.start_soon(self._core_loop)
             self.running = True
@@ -367,26 +376,50 @@ class Replica:
                 await self._apply(actions)
 
     async def _apply(self, actions: list[Any]) -> None:
-        """Perform one round's actions: write its records in one transaction, then the
-        rest in order. Timers are armed as the core asked (they depend on no record)."""
-        records = [r for a in actions if type(a) is Persist for r in a.records]
-        if records:
-            self.writes += 1
-            if inline_write(records):
-                write_round(self.storage, records)
-            else:
-                await trio.to_thread.run_sync(write_round, self.storage, records)
-        now = trio.current_time()
+        """Arm the round's timers (they depend on no record) and pass its records and other
+        actions to the writer; a round with neither records nor earlier rounds waiting for
+        the disk is performed at once."""
+        records = []
         rest = []
+        now = trio.current_time()
         for a in actions:
             kind = type(a)
-            if kind is StartTimer:
+            if kind is Persist:
+                records.extend(a.records)
+            elif kind is StartTimer:
                 self._timers[a.timer] = now + a.delay_s
             elif kind is CancelTimer:
                 self._timers.pop(a.timer, None)
-            elif kind is not Persist:
+            else:
                 rest.append(a)
-        self._perform(rest)
+        if not records and not self._unwritten and not self._writing:
+            self._perform(rest)
+            return
+        while len(self._unwritten) >= MAX_ROUNDS_AHEAD:
+            self._write_room = trio.Event()
+            await self._write_room.wait()
+        self._unwritten.append((records, rest))
+        self._write_wake.set()
+
+    async def _writer(self) -> None:
+        """The one writer: every waiting round's records in one transaction (in a worker
+        thread, so the event loop runs on), then those rounds' actions in order."""
+        while True:
+            await self._write_wake.wait()
+            self._write_wake = trio.Event()
+            while self._unwritten:
+                rounds, self._unwritten = self._unwritten, []
+                self._write_room.set()
+                records = [r for recs, _ in rounds for r in recs]
+                if records:
+                    self._writing = True
+                    try:
+                        await trio.to_thread.run_sync(write_round, self.storage, records)
+                    finally:
+                        self._writing = False
+                    self.writes += 1
+                for _, rest in rounds:
+                    self._perform(rest)
 
     def _perform(self, actions: list[Any]) -> None:
         """The actions of a round whose records are durable, in order."""

@@ -2,23 +2,20 @@
 checkpoint's snapshot and proof, and the current view.
 
 Durability. The database runs in WAL mode with ``synchronous=FULL``: every transaction
-fsyncs the WAL before ``commit`` returns. The shell writes all records of one core round
-in one transaction *before* it sends anything that depends on them (a prepare, a commit,
-a checkpoint, a reply), so nothing a replica has acknowledged can be lost by ``kill -9``
-of the process or by a power cut. (``synchronous=NORMAL`` would already survive
-``kill -9``, because the WAL writes sit in the OS page cache, but not a host crash; the
-fsync costs about 0.15-0.3 ms per round here and a round groups many records, so we
-keep FULL.)
+fsyncs the WAL before ``commit`` returns. The shell writes the records of one or more core
+rounds in one transaction *before* it sends anything that depends on them (a prepare, a
+commit, a checkpoint, a reply), so nothing a replica has acknowledged can be lost by
+``kill -9`` of the process or by a power cut. (``synchronous=NORMAL`` would already
+survive ``kill -9``, because the WAL writes sit in the OS page cache, but not a host
+crash. The fsync takes 0.2 ms to a few ms under load here; the shell does it off the event
+loop and groups the rounds that pile up meanwhile, so we keep FULL.)
 
 The store is generic: rows are ``(key, seq, kind, data)`` blobs chosen by the caller, so
 this module knows nothing of message types. ``write`` applies puts, meta updates and a
 garbage collection below a sequence number in one transaction.
 
-Blocking: every method here blocks. The Trio shell writes a round of log records on the
-event loop itself (about 0.2 ms: cheaper than a worker-thread hop, see
-``node.persistence.inline_write``) and everything larger (a checkpoint's snapshot,
-loading, closing) through ``trio.to_thread.run_sync`` (one connection, used by one
-thread at a time).
+Blocking: every method here blocks. The Trio shell calls them through
+``trio.to_thread.run_sync`` (one connection, used by one thread at a time).
 """
 
 from __future__ import annotations
