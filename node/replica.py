@@ -191,6 +191,7 @@ class Replica:
         self.requests_executed = 0
         self._gauges: tuple[int, int, int, bool] | None = None
         self.writes = 0  # transactions written (a group of rounds each)
+        self.write_seconds = 0.0  # their total time, thread hop included
         #: rounds whose actions wait for their records (and earlier rounds') to be durable
         self._unwritten: list[tuple[list[Any], list[Any]]] = []
         self._writing = False
@@ -413,11 +414,15 @@ class Replica:
                 records = [r for recs, _ in rounds for r in recs]
                 if records:
                     self._writing = True
+                    started = trio.current_time()
                     try:
                         await trio.to_thread.run_sync(write_round, self.storage, records)
                     finally:
                         self._writing = False
+                    took = trio.current_time() - started
                     self.writes += 1
+                    self.write_seconds += took
+                    self.metrics.storage_write.observe(took)
                 for _, rest in rounds:
                     self._perform(rest)
 

@@ -62,6 +62,7 @@ def status_dict(replica: Replica) -> dict[str, Any]:
         "inbox": replica.inbox_depth(),
         "requests_executed": replica.requests_executed,
         "writes": replica.writes,
+        "write_seconds": round(replica.write_seconds, 3),
         "request_auth": dict(core.auth_counts),
         "peers": peers,
     }

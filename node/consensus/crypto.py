@@ -1,18 +1,21 @@
-"""Ed25519 signing and verification (via ``cryptography``), with a verified-signature cache.
+"""Ed25519 signing and verification, with a verified-signature cache.
 
-Keys are raw 32-byte values (hex in files and ``cluster.toml``). Verifying costs about
-100 µs and signing about 30 µs, so the core verifies each distinct signed message once:
+Signing and verifying go through libsodium (PyNaCl): on this project's 2-core test box it
+verifies in about 62 µs and signs in 19 µs, against 104 µs and 31 µs through
+``cryptography``/OpenSSL, which stays for key files and validation. Keys are raw 32-byte
+values (hex in files and ``cluster.toml``). The core verifies each distinct signed message
+once:
 ``VerifyCache`` remembers the verdict for ``(public key, payload digest, signature)``, which
 makes a request seen directly and again inside a pre-prepare, or a prepare seen directly and
 again inside a view-change certificate, cost one verification.
 
 Request authenticators (PBFT's MAC vectors): a client and a replica share a key derived
-by X25519 from their Ed25519 keys (``Signer.mac_key``: the seed's scalar and the peer's
-public point mapped from Edwards to Montgomery form, then HKDF bound to both names), so
-nothing but the keys already in ``cluster.toml`` is needed. A client adds one 16-byte
+by X25519 from their Ed25519 keys (``Signer.mac_key``: both keys converted to Curve25519
+form by libsodium, then HKDF bound to both names), so nothing but the keys already in
+``cluster.toml`` is needed. A client adds one 16-byte
 keyed BLAKE2b tag per replica to each request (``request_authenticator``); a backup that
 finds a request in a pre-prepare checks its own tag (about 1 µs) before falling back to
-the Ed25519 signature (about 100 µs). Only the client and that replica hold the key, so a
+the Ed25519 signature. Only the client and that replica hold the key, so a
 valid tag proves the client made the request exactly as a signature would to that replica.
 
 Pure: no randomness (a ``Signer`` is built from a seed the caller supplies), no I/O.
@@ -26,21 +29,17 @@ from collections import OrderedDict
 from typing import Any, TypeVar
 
 import attrs
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+import nacl.bindings as sodium
+import nacl.exceptions
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 KEY_LEN = 32
 SIGNATURE_LEN = 64
 MAC_LEN = 16
 _MAC_SALT = b"bft-node/request-mac/v1"
-_P25519 = 2**255 - 19
+_SODIUM_ERRORS = (nacl.exceptions.CryptoError, ValueError, TypeError)
 
 M = TypeVar("M")
 
@@ -84,11 +83,16 @@ class Signer:
 
     def __init__(self, seed: bytes) -> None:
         seed = _check_raw(seed, "private seed")
-        self._key = Ed25519PrivateKey.from_private_bytes(seed)
-        self.public_key: bytes = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        # Ed25519's secret scalar is the clamped first half of SHA-512(seed); X25519 clamps
-        # the same way, so this key's public value is our Ed25519 point in Montgomery form.
-        self._dh = X25519PrivateKey.from_private_bytes(hashlib.sha512(seed).digest()[:32])
+        self.public_key, self._secret = sodium.crypto_sign_seed_keypair(seed)
+        self._dh = sodium.crypto_sign_ed25519_sk_to_curve25519(self._secret)
+
+    @classmethod
+    def from_hex(cls, text: str) -> Signer:
+        """From the content of a private key file (64 hex chars, newline allowed)."""
+        return cls(key_from_hex(text, "private seed"))
+
+    def sign(self, data: bytes) -> bytes:
+        return sodium.crypto_sign(data, self._secret)[:SIGNATURE_LEN]
 
     def mac_key(self, peer_public_key: bytes, client: str, replica: int) -> bytes | None:
         """The key this signer shares with the holder of ``peer_public_key`` for the pair
@@ -98,36 +102,25 @@ class Signer:
         if u is None:
             return None
         try:
-            shared = self._dh.exchange(X25519PublicKey.from_public_bytes(u))
-        except ValueError:  # a small-order point: the shared secret would be all zeros
+            shared = sodium.crypto_scalarmult(self._dh, u)
+        except _SODIUM_ERRORS:  # a small-order point: no shared secret
             return None
         info = b"%s\x00%d" % (client.encode(), replica)
         return HKDF(algorithm=SHA256(), length=32, salt=_MAC_SALT, info=info).derive(shared)
-
-    @classmethod
-    def from_hex(cls, text: str) -> Signer:
-        """From the content of a private key file (64 hex chars, newline allowed)."""
-        return cls(key_from_hex(text, "private seed"))
-
-    def sign(self, data: bytes) -> bytes:
-        return self._key.sign(data)
 
     def __repr__(self) -> str:
         return f"Signer(public_key={self.public_key.hex()[:16]}...)"
 
 
 def montgomery_from_edwards(public_key: bytes) -> bytes | None:
-    """The X25519 public value of an Ed25519 public key: u = (1 + y) / (1 - y) mod p.
-
-    None for a key that is not 32 bytes, has y outside the field, or maps to no point.
-    """
-    if len(public_key) != KEY_LEN:
+    """The X25519 public value of an Ed25519 public key (libsodium's conversion), or
+    None for a key that is not a valid point of the main subgroup's curve."""
+    if not isinstance(public_key, bytes) or len(public_key) != KEY_LEN:
         return None
-    y = int.from_bytes(public_key, "little") & ((1 << 255) - 1)
-    if y >= _P25519 or y == 1:
+    try:
+        return sodium.crypto_sign_ed25519_pk_to_curve25519(public_key)
+    except _SODIUM_ERRORS:
         return None
-    u = (1 + y) * pow((1 - y) % _P25519, _P25519 - 2, _P25519) % _P25519
-    return u.to_bytes(KEY_LEN, "little")
 
 
 def request_mac(key: bytes, payload_digest: bytes) -> bytes:
@@ -147,18 +140,28 @@ def mac_matches(key: bytes, payload_digest: bytes, tag: bytes) -> bool:
     return hmac.compare_digest(request_mac(key, payload_digest), tag)
 
 
+def _sodium_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    try:
+        sodium.crypto_sign_open(signature + message, public_key)
+    except _SODIUM_ERRORS:
+        return False
+    return True
+
+
 def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """True iff ``signature`` is a valid Ed25519 signature of ``message`` by ``public_key``.
 
     Never raises: malformed keys or signatures are simply invalid.
     """
-    if len(signature) != SIGNATURE_LEN:
+    if (
+        not isinstance(public_key, bytes)
+        or len(public_key) != KEY_LEN
+        or not isinstance(signature, bytes)
+        or len(signature) != SIGNATURE_LEN
+        or not isinstance(message, bytes)
+    ):
         return False
-    try:
-        load_public_key(public_key).verify(signature, message)
-    except (InvalidSignature, BadKeyError, ValueError, TypeError):
-        return False
-    return True
+    return _sodium_verify(public_key, message, signature)
 
 
 def sign_message(msg: M, signer: Signer) -> M:
@@ -187,33 +190,17 @@ class VerifyCache:
     """Bounded LRU of verdicts for ``(public key, payload digest, signature)`` triples.
 
     Both valid and invalid verdicts are remembered, so a peer that repeats a bad signature
-    costs one verification too. Public key objects are cached as well.
+    costs one verification too.
     """
 
-    def __init__(self, max_entries: int = 100_000, max_keys: int = 4096) -> None:
+    def __init__(self, max_entries: int = 100_000) -> None:
         self.max_entries = max_entries
-        self.max_keys = max_keys
         self._verdicts: OrderedDict[tuple[bytes, bytes, bytes], bool] = OrderedDict()
-        self._keys: OrderedDict[bytes, Ed25519PublicKey | None] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
         return len(self._verdicts)
-
-    def _key(self, public_key: bytes) -> Ed25519PublicKey | None:
-        keys = self._keys
-        if public_key in keys:
-            keys.move_to_end(public_key)
-            return keys[public_key]
-        try:
-            obj: Ed25519PublicKey | None = load_public_key(public_key)
-        except BadKeyError:
-            obj = None
-        keys[public_key] = obj
-        if len(keys) > self.max_keys:
-            keys.popitem(last=False)
-        return obj
 
     def verify(
         self, public_key: bytes, message: bytes, signature: bytes, digest: bytes | None = None
@@ -229,14 +216,7 @@ class VerifyCache:
             self.hits += 1
             return cached
         self.misses += 1
-        key = self._key(public_key)
-        ok = False
-        if key is not None and len(signature) == SIGNATURE_LEN:
-            try:
-                key.verify(signature, message)
-                ok = True
-            except InvalidSignature:
-                ok = False
+        ok = verify(public_key, message, signature)
         verdicts[entry] = ok
         if len(verdicts) > self.max_entries:
             verdicts.popitem(last=False)
