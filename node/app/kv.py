@@ -13,15 +13,24 @@ Results are msgpack ``[status, value]``:
 bad op     ``["error", reason bytes]``: never an exception
 =========  ======================================================================
 
-The snapshot is the msgpack array of ``[key, value]`` pairs sorted by key, and the digest
-is its SHA-256. Both are cached until the next write, so the core, which takes a snapshot
-and a digest every checkpoint, serialises the store once per checkpoint (measured: about
-55 ms for 100,000 keys of 100-byte values, 11.7 MB; a ``get``-only interval costs nothing).
+The snapshot is a msgpack array of B buckets; a key lives in bucket ``crc32(key) % B`` and
+a bucket is the array of its ``[key, value]`` pairs sorted by key. The digest is the
+SHA-256 of the snapshot. B is a power of two from ``MIN_BUCKETS`` to ``MAX_BUCKETS`` that
+grows fourfold when the store holds more than 4 keys per bucket (and never shrinks), so it
+follows from the history of writes: every correct replica has the same B, and one restored
+from a snapshot takes B from it. Each bucket's encoding is cached until a
+write touches it, so the checkpoint every core takes re-encodes only the buckets written
+since the last one, then joins the cached bytes: with 256,000 keys and 6,400 writes
+between checkpoints that took 33 ms instead of the 150 ms the whole sorted store took to
+encode, on the event loop of every replica. A ``get``-only
+interval costs nothing. Keys chosen to collide only make their bucket larger: at worst
+the cost of the old whole-store encoding.
 """
 
 from __future__ import annotations
 
 import hashlib
+import zlib
 from typing import Any
 
 import msgpack
@@ -29,6 +38,19 @@ import msgpack
 MAX_KEY = 4096
 MAX_VALUE = 1 << 20
 STATUSES = ("ok", "absent", "mismatch", "error")
+MIN_BUCKETS = 16
+MAX_BUCKETS = 1 << 16
+KEYS_PER_BUCKET = 4  # grow (fourfold) above this many keys per bucket
+_EMPTY_BUCKET = msgpack.packb([])
+_PACKER = msgpack.Packer()
+
+
+def bucket_of(key: bytes, buckets: int) -> int:
+    return zlib.crc32(key) & (buckets - 1)
+
+
+def _header(buckets: int) -> bytes:
+    return _PACKER.pack_array_header(buckets)
 
 
 def encode_op(*parts: Any) -> bytes:
@@ -114,15 +136,68 @@ class KVStore:
         self._data: dict[bytes, bytes] = {}
         self._snapshot: bytes | None = None
         self._digest: bytes | None = None
+        self._buckets = MIN_BUCKETS
+        #: per bucket: its keys, and its cached encoding
+        self._keys: dict[int, set[bytes]] = {}
+        self._wires: list[bytes] = [_EMPTY_BUCKET] * MIN_BUCKETS
+        self._dirty_buckets: set[int] = set()
 
     def __len__(self) -> int:
         return len(self._data)
+
+    @property
+    def buckets(self) -> int:
+        return self._buckets
 
     def get(self, key: bytes) -> bytes | None:
         """Direct read (for tests and inspection; replicated reads go through ``apply``)."""
         return self._data.get(key)
 
-    def _dirty(self) -> None:
+    def _changed(self, bucket: int) -> None:
+        self._dirty_buckets.add(bucket)
+        self._snapshot = None
+        self._digest = None
+
+    def _set(self, key: bytes, value: bytes) -> None:
+        data = self._data
+        if key not in data:
+            if len(data) >= KEYS_PER_BUCKET * self._buckets and self._buckets < MAX_BUCKETS:
+                self._rebucket(min(MAX_BUCKETS, self._buckets * 4))
+            bucket = bucket_of(key, self._buckets)
+            keys = self._keys.get(bucket)
+            if keys is None:
+                keys = self._keys[bucket] = set()
+            keys.add(key)
+        elif data[key] == value:
+            return
+        else:
+            bucket = bucket_of(key, self._buckets)
+        data[key] = value
+        self._changed(bucket)
+
+    def _delete(self, key: bytes) -> None:
+        del self._data[key]
+        bucket = bucket_of(key, self._buckets)
+        keys = self._keys[bucket]
+        keys.discard(key)
+        if not keys:
+            del self._keys[bucket]
+        self._changed(bucket)
+
+    def _rebucket(self, buckets: int) -> None:
+        """Spread the keys over ``buckets`` buckets (every bucket is encoded again)."""
+        keys: dict[int, set[bytes]] = {}
+        for key in self._data:
+            index = bucket_of(key, buckets)
+            found = keys.get(index)
+            if found is None:
+                keys[index] = {key}
+            else:
+                found.add(key)
+        self._buckets = buckets
+        self._keys = keys
+        self._wires = [_EMPTY_BUCKET] * buckets
+        self._dirty_buckets = set(keys)
         self._snapshot = None
         self._digest = None
 
@@ -137,57 +212,80 @@ class KVStore:
             return encode_result("ok", value) if value is not None else encode_result("absent")
         if name == "put":
             assert arg1 is not None
-            if data.get(key) != arg1:
-                data[key] = arg1
-                self._dirty()
+            self._set(key, arg1)
             return encode_result("ok")
         if name == "delete":
             if key not in data:
                 return encode_result("absent")
-            del data[key]
-            self._dirty()
+            self._delete(key)
             return encode_result("ok")
         # cas
         current = data.get(key)
         if current != arg1:
             return encode_result("mismatch", current)
         assert arg2 is not None
-        if current != arg2:
-            data[key] = arg2
-            self._dirty()
+        self._set(key, arg2)
         return encode_result("ok")
 
     def snapshot(self) -> bytes:
         if self._snapshot is None:
-            self._snapshot = msgpack.packb(sorted(self._data.items()))
+            wires, data, all_keys, packb = self._wires, self._data, self._keys, msgpack.packb
+            for bucket in self._dirty_buckets:
+                keys = all_keys.get(bucket)
+                wires[bucket] = (
+                    packb([(k, data[k]) for k in sorted(keys)]) if keys else _EMPTY_BUCKET
+                )
+            self._dirty_buckets.clear()
+            self._snapshot = _header(self._buckets) + b"".join(wires)
         return self._snapshot
 
     def digest(self) -> bytes:
         if self._digest is None:
-            self._digest = hashlib.sha256(b"bft-kv" + self.snapshot()).digest()
+            self._digest = hashlib.sha256(b"bft-kv/2" + self.snapshot()).digest()
         return self._digest
 
     def restore(self, snapshot: bytes) -> None:
         try:
-            pairs = msgpack.unpackb(snapshot, raw=False, use_list=True, strict_map_key=True)
+            buckets = msgpack.unpackb(snapshot, raw=False, use_list=True, strict_map_key=True)
         except Exception:
             raise ValueError("snapshot is not msgpack") from None
-        if type(pairs) is not list:
-            raise ValueError("snapshot is not a list")
+        count = len(buckets) if type(buckets) is list else 0
+        if not MIN_BUCKETS <= count <= MAX_BUCKETS or count & (count - 1):
+            raise ValueError("snapshot is not a power-of-two list of buckets")
         data: dict[bytes, bytes] = {}
-        previous: bytes | None = None
-        for pair in pairs:
-            if (
-                type(pair) is not list
-                or len(pair) != 2
-                or type(pair[0]) is not bytes
-                or type(pair[1]) is not bytes
-            ):
-                raise ValueError("snapshot entry is not [key, value]")
-            if previous is not None and pair[0] <= previous:
-                raise ValueError("snapshot keys not strictly sorted")
-            previous = pair[0]
-            data[pair[0]] = pair[1]
+        keys: dict[int, set[bytes]] = {}
+        for index, pairs in enumerate(buckets):
+            if type(pairs) is not list:
+                raise ValueError("snapshot bucket is not a list")
+            previous: bytes | None = None
+            for pair in pairs:
+                if (
+                    type(pair) is not list
+                    or len(pair) != 2
+                    or type(pair[0]) is not bytes
+                    or type(pair[1]) is not bytes
+                ):
+                    raise ValueError("snapshot entry is not [key, value]")
+                key = pair[0]
+                if previous is not None and key <= previous:
+                    raise ValueError("snapshot keys not strictly sorted")
+                if bucket_of(key, count) != index:
+                    raise ValueError("snapshot key in the wrong bucket")
+                previous = key
+                data[key] = pair[1]
+            if pairs:
+                keys[index] = {pair[0] for pair in pairs}
+        wires = [_EMPTY_BUCKET] * count
+        for index, bucket_keys in keys.items():
+            wires[index] = msgpack.packb([(k, data[k]) for k in sorted(bucket_keys)])
+        encoded = _header(count) + b"".join(wires)
+        # only the canonical encoding (e.g. no wider msgpack headers than needed) is accepted
+        if encoded != snapshot:
+            raise ValueError("snapshot is not in canonical form")
         self._data = data
-        self._snapshot = bytes(snapshot)
+        self._buckets = count
+        self._keys = keys
+        self._wires = wires
+        self._dirty_buckets = set()
+        self._snapshot = encoded
         self._digest = None

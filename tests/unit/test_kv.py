@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.app import App, KVStore, decode_result, op_cas, op_delete, op_get, op_put
+from node.app.kv import KEYS_PER_BUCKET, MAX_BUCKETS, MIN_BUCKETS, bucket_of
 
 
 def run(kv: KVStore, op: bytes) -> tuple[str, bytes | None]:
@@ -170,3 +171,83 @@ def test_replicas_agree_and_snapshots_reproduce_state(ops) -> None:
             model[k] = value.encode()
     assert {k: a.get(k) for k in model} == model
     assert len(a) == len(model)
+
+
+def _buckets_with(*entries: tuple[int, list[list[bytes]]], count: int = MIN_BUCKETS) -> bytes:
+    buckets: list[list[list[bytes]]] = [[] for _ in range(count)]
+    for index, pairs in entries:
+        buckets[index] = pairs
+    return msgpack.packb(buckets)
+
+
+def test_snapshot_is_canonical_and_order_independent() -> None:
+    a, b = KVStore(), KVStore()
+    for i in range(300):
+        a.apply(op_put(f"k{i}", f"v{i}"))
+    for i in reversed(range(300)):
+        b.apply(op_put(f"k{i}", f"v{i}"))
+    b.apply(op_put("gone", "x"))
+    b.apply(op_delete("gone"))
+    assert a.buckets == b.buckets == 256
+    assert a.snapshot() == b.snapshot() and a.digest() == b.digest()
+    assert KVStore().snapshot() == _buckets_with()  # the empty store: all buckets empty
+
+
+def test_buckets_grow_fourfold_with_the_store_and_never_shrink() -> None:
+    kv = KVStore()
+    sizes = []
+    for i in range(5000):
+        kv.apply(op_put(f"k{i}", "v"))
+        sizes.append(kv.buckets)
+    assert sorted(set(sizes)) == [16, 64, 256, 1024, 4096]
+    assert sizes.index(64) == KEYS_PER_BUCKET * 16  # the key that would exceed 4 per bucket
+    for i in range(5000):
+        kv.apply(op_delete(f"k{i}"))
+    assert kv.buckets == 4096 and len(kv) == 0
+    copy = KVStore()
+    copy.restore(kv.snapshot())  # the bucket count travels with the snapshot
+    assert copy.buckets == 4096 and copy.digest() == kv.digest()
+    assert MAX_BUCKETS == 1 << 16
+
+
+def test_only_written_buckets_are_encoded_again() -> None:
+    kv = KVStore()
+    for i in range(1000):
+        kv.apply(op_put(f"k{i}", "v"))
+    first = kv.snapshot()
+    kv.apply(op_put("k7", "changed"))
+    assert kv._dirty_buckets == {bucket_of(b"k7", kv.buckets)}
+    second = kv.snapshot()
+    assert second != first and not kv._dirty_buckets
+    c = KVStore()
+    c.restore(second)
+    assert c.get(b"k7") == b"changed" and len(c) == 1000
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["wrong_bucket", "unsorted_in_bucket", "not_a_power_of_two", "too_many", "non_canonical"],
+)
+def test_restore_checks_buckets(case: str) -> None:
+    k1, k2 = b"alpha", b"beta"
+    n = MIN_BUCKETS
+    if case == "wrong_bucket":
+        snapshot = _buckets_with(((bucket_of(k1, n) + 1) % n, [[k1, b"1"]]))
+    elif case == "unsorted_in_bucket":
+        # two keys of one bucket, out of order
+        same = [k for k in (f"x{i}".encode() for i in range(1000)) if bucket_of(k, n) == 5][:2]
+        snapshot = _buckets_with((5, [[max(same), b"1"], [min(same), b"2"]]))
+    elif case == "not_a_power_of_two":
+        snapshot = msgpack.packb([[] for _ in range(24)])
+    elif case == "too_many":
+        snapshot = msgpack.packb([[] for _ in range(MAX_BUCKETS * 2)])
+    else:  # a bucket header in a wider msgpack form than the canonical one
+        good = _buckets_with((bucket_of(k2, n), [[k2, b"2"]]))
+        assert bucket_of(k2, n) != 0 and good[3:4] == b"\x90"  # bucket 0: empty, canonical
+        snapshot = good[:3] + b"\xdc\x00\x00" + good[4:]
+    kv = KVStore()
+    kv.apply(op_put("keep", "me"))
+    before = kv.digest()
+    with pytest.raises(ValueError):
+        kv.restore(snapshot)
+    assert kv.digest() == before
