@@ -5,6 +5,11 @@ are single rows (kept in the meta table), log messages are rows keyed by their r
 and deleted at or below the stable checkpoint. One `write_round` call is one transaction,
 so the records of a core round become durable together, before the round's sends.
 
+A stable checkpoint's snapshot goes to the snapshot store first (a no-op when the shell
+already saved it there from the core's ``SnapshotTaken``); the log database then records
+the checkpoint without the snapshot, and ``load_state`` puts it back, checked against the
+checkpoint digest.
+
 The shell may pass the records of several rounds at once (group commit): they are applied
 in order, so a later record with the same key replaces an earlier one and a stable
 checkpoint drops the rows at or below it, as if each round had been written alone.
@@ -14,6 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import attrs
+
+from node.consensus.clients import snapshot_digest
 from node.consensus.records import (
     MessageRecord,
     StableRecord,
@@ -37,13 +45,29 @@ def write_round(storage: Storage, records: Sequence[object]) -> None:
         elif isinstance(rec, ViewRecord):
             meta["view"] = encode_record(rec)
         elif isinstance(rec, StableRecord):
-            meta["stable"] = encode_record(rec)
+            storage.put_snapshot(rec.seq, rec.digest, rec.snapshot)
+            meta["stable"] = encode_record(attrs.evolve(rec, snapshot=b""))
             gc = rec.seq if gc is None else max(gc, rec.seq)
             # rows of this round at or below the new stable checkpoint are garbage too
             rows = {k: r for k, r in rows.items() if r.seq > rec.seq}
         else:
             raise TypeError(f"unknown record type {type(rec).__name__}")
     storage.write(rows.values(), meta=meta, gc_below_or_at=gc)
+    if gc is not None:
+        storage.prune_snapshots(below=gc)
+
+
+def _with_snapshot(storage: Storage, rec: object) -> object:
+    """The stable record with its snapshot read back from the snapshot store."""
+    if not isinstance(rec, StableRecord) or rec.snapshot:
+        return rec
+    found = storage.snapshot(rec.seq)
+    if found is None or found[0] != rec.digest or snapshot_digest(found[1]) != rec.digest:
+        raise StorageError(
+            f"{storage.snapshots_path} lacks the snapshot of stable checkpoint {rec.seq} "
+            "(or it does not match its digest)"
+        )
+    return attrs.evolve(rec, snapshot=found[1])
 
 
 def load_state(storage: Storage) -> StoredState | None:
@@ -52,7 +76,7 @@ def load_state(storage: Storage) -> StoredState | None:
     records: list[object] = []
     try:
         if "stable" in stored.meta:
-            records.append(decode_record(stored.meta["stable"]))
+            records.append(_with_snapshot(storage, decode_record(stored.meta["stable"])))
         if "view" in stored.meta:
             records.append(decode_record(stored.meta["view"]))
         for row in stored.rows:

@@ -63,6 +63,7 @@ from node.consensus.events import (
     Persist,
     Rejected,
     RequestReceived,
+    SnapshotTaken,
     StartTimer,
     TimerFired,
 )
@@ -477,6 +478,8 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, RecoveryMixin)
         snapshot = encode_snapshot(self.app.snapshot(), self._clients)
         digest = snapshot_digest(snapshot)
         self._ckpt.record_own(seq, digest, snapshot)
+        if not self._replaying:
+            self._emit(SnapshotTaken(seq, digest, snapshot))
         cp = self._sign(Checkpoint(seq, digest, self.me))
         self._ckpt.add_vote(cp)
         self._broadcast(cp)

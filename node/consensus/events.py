@@ -110,6 +110,18 @@ class ViewChanged:
 
 
 @attrs.frozen
+class SnapshotTaken:
+    """This replica took its checkpoint after executing ``seq``: ``snapshot`` is the core
+    snapshot, ``digest`` its checkpoint digest. Nothing depends on it being stored; a
+    shell may write it ahead of time, so that the ``StableRecord`` that follows once the
+    checkpoint is stable finds it on disk already."""
+
+    seq: int
+    digest: bytes
+    snapshot: bytes = attrs.field(repr=False)
+
+
+@attrs.frozen
 class CheckpointStable:
     seq: int
 
@@ -129,6 +141,7 @@ class StateTransferred:
 
 Action = (
     Persist
+    | SnapshotTaken
     | Send
     | Broadcast
     | ReplyToClient

@@ -146,5 +146,7 @@ class StoredState:
                 messages = {k: r for k, r in messages.items() if r.seq > record.seq}
             else:
                 messages[record.key] = record
-        state.records = list(messages.values())
+        # rows written after their checkpoint became stable (a shell may group writes)
+        # are garbage as well
+        state.records = [r for r in messages.values() if r.seq > state.stable_seq]
         return state

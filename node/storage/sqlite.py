@@ -10,6 +10,14 @@ survive ``kill -9``, because the WAL writes sit in the OS page cache, but not a 
 crash. The fsync takes 0.2 ms to a few ms under load here; the shell does it off the event
 loop and groups the rounds that pile up meanwhile, so we keep FULL.)
 
+Snapshots live in a second database, ``snapshots.db`` (same settings), one row per
+checkpoint sequence number with its digest. The shell writes a replica's own snapshot
+there as soon as the core takes it, in the background and without holding the log's
+lock, so the transaction that later records the checkpoint as stable (and garbage-collects
+the log) carries only a reference and no longer stalls the writes behind it.
+``put_snapshot`` must return before a stable record naming that snapshot is written;
+``prune_snapshots`` drops the ones below the durable stable checkpoint.
+
 The store is generic: rows are ``(key, seq, kind, data)`` blobs chosen by the caller, so
 this module knows nothing of message types. ``write`` applies puts, meta updates and a
 garbage collection below a sequence number in one transaction.
@@ -78,6 +86,20 @@ class Storage:
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"cannot open {self.path}: {exc}") from None
         self._check_identity(identity)
+        self.snapshots_path = self.data_dir / "snapshots.db"
+        self._snap_lock = threading.Lock()
+        try:
+            self._snap_db = sqlite3.connect(
+                self.snapshots_path, check_same_thread=False, isolation_level=None
+            )
+            self._snap_db.execute("PRAGMA journal_mode=WAL")
+            self._snap_db.execute("PRAGMA synchronous=FULL")
+            self._snap_db.execute(
+                "CREATE TABLE IF NOT EXISTS snapshot ("
+                " seq INTEGER PRIMARY KEY, digest BLOB NOT NULL, data BLOB NOT NULL)"
+            )
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"cannot open {self.snapshots_path}: {exc}") from None
 
     def _check_identity(self, identity: bytes) -> None:
         """Refuse a data dir written by another replica (a mixed-up --data path)."""
@@ -118,6 +140,41 @@ class Storage:
                     db.execute("ROLLBACK")
                 raise
 
+    def put_snapshot(self, seq: int, digest: bytes, data: bytes) -> None:
+        """Make the snapshot of checkpoint ``seq`` durable (idempotent)."""
+        with self._snap_lock:
+            if self._has_snapshot(seq, digest):
+                return
+            self._snap_db.execute(
+                "INSERT OR REPLACE INTO snapshot(seq, digest, data) VALUES (?, ?, ?)",
+                (seq, digest, data),
+            )
+
+    def has_snapshot(self, seq: int, digest: bytes) -> bool:
+        with self._snap_lock:
+            return self._has_snapshot(seq, digest)
+
+    def _has_snapshot(self, seq: int, digest: bytes) -> bool:
+        row = self._snap_db.execute("SELECT digest FROM snapshot WHERE seq = ?", (seq,)).fetchone()
+        return row is not None and bytes(row[0]) == digest
+
+    def snapshot(self, seq: int) -> tuple[bytes, bytes] | None:
+        """``(digest, data)`` of the stored snapshot of checkpoint ``seq``, if any."""
+        with self._snap_lock:
+            row = self._snap_db.execute(
+                "SELECT digest, data FROM snapshot WHERE seq = ?", (seq,)
+            ).fetchone()
+        return None if row is None else (bytes(row[0]), bytes(row[1]))
+
+    def prune_snapshots(self, below: int) -> None:
+        """Drop the snapshots of checkpoints below ``below``."""
+        with self._snap_lock:
+            self._snap_db.execute("DELETE FROM snapshot WHERE seq < ?", (below,))
+
+    def snapshot_seqs(self) -> list[int]:
+        with self._snap_lock:
+            return [r[0] for r in self._snap_db.execute("SELECT seq FROM snapshot ORDER BY seq")]
+
     def load(self) -> Stored:
         """Everything stored, log rows in (seq, key) order."""
         with self._lock:
@@ -137,3 +194,5 @@ class Storage:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        with self._snap_lock:
+            self._snap_db.close()

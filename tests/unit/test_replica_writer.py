@@ -1,5 +1,6 @@
 """The replica's writer: a round's actions wait for its records and for every earlier
-round; the event loop keeps running meanwhile, and waiting rounds share one transaction."""
+round, and waiting rounds share one transaction; log records are written on the event
+loop, a snapshot in a worker thread while the loop runs on."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 import node.replica as replica_module
 from node.config import init_cluster, load_config, load_private_key
 from node.consensus.events import Persist, StartTimer
+from node.consensus.records import StableRecord
 from node.replica import Replica
 
 
@@ -43,7 +46,41 @@ async def until(predicate: Any) -> None:
             await trio.sleep(0.001)
 
 
-async def test_actions_wait_for_their_write_and_later_rounds_are_grouped(
+def unsaved_stable(seq: int) -> StableRecord:
+    """A stable checkpoint whose snapshot is not in the snapshot store: a thread write."""
+    return StableRecord(seq, bytes([seq]) * 32, b"snapshot")
+
+
+async def test_log_writes_run_inline_in_order_and_grouped(
+    replica: Replica, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[list[Any], bool]] = []
+    main = threading.get_ident()
+    monkeypatch.setattr(
+        replica_module,
+        "write_round",
+        lambda storage, records: calls.append((list(records), threading.get_ident() == main)),
+    )
+    performed: list[Any] = []
+    monkeypatch.setattr(replica, "_perform", lambda actions: performed.extend(actions))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(replica._writer)
+        await trio.testing.wait_all_tasks_blocked()
+        await replica._apply(["no records, nothing waiting"])
+        assert performed == ["no records, nothing waiting"]  # at once
+        await replica._apply([Persist(("r1",)), "send 1", StartTimer("batch", 5.0)])
+        await replica._apply(["send 2 (no records, but after round 1)"])
+        await replica._apply([Persist(("r3",)), "send 3"])
+        assert "batch" in replica._timers  # timers do not wait for the disk
+        assert performed == ["no records, nothing waiting"] and calls == []
+        await trio.testing.wait_all_tasks_blocked()
+        assert calls == [(["r1", "r3"], True)]  # one transaction, on the event loop
+        assert performed[1:] == ["send 1", "send 2 (no records, but after round 1)", "send 3"]
+        assert replica.writes == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_snapshot_write_goes_to_a_thread_while_the_loop_runs_on(
     replica: Replica, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writes = GatedWrites()
@@ -52,25 +89,19 @@ async def test_actions_wait_for_their_write_and_later_rounds_are_grouped(
     monkeypatch.setattr(replica, "_perform", lambda actions: performed.extend(actions))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(replica._writer)
-        await replica._apply(["no records, nothing waiting"])
-        assert performed == ["no records, nothing waiting"]  # at once
-
-        await replica._apply([Persist(("r1",)), "send 1", StartTimer("batch", 5.0)])
-        await until(lambda: writes.calls == [["r1"]])
-        assert "batch" in replica._timers  # timers do not wait for the disk
+        await replica._apply([Persist((unsaved_stable(1),)), "send 1"])
+        await until(lambda: len(writes.calls) == 1)
         await replica._apply(["send 2 (no records, but after round 1)"])
-        await replica._apply([Persist(("r3a", "r3b")), "send 3"])
+        await replica._apply([Persist((unsaved_stable(3),)), "send 3"])
         await trio.sleep(0.05)  # the event loop runs while round 1 is on disk
-        assert performed == ["no records, nothing waiting"]
-
+        assert performed == []
         writes.gates[0].set()
         await until(lambda: len(writes.calls) == 2)
-        assert performed[1:] == ["send 1"]
-        assert writes.calls[1] == ["r3a", "r3b"]  # rounds 2 and 3 in one transaction
+        assert performed == ["send 1"]
+        assert writes.calls[1] == [unsaved_stable(3)]
         writes.gates[1].set()
-        await until(lambda: len(performed) == 4)
-        assert performed[1:] == ["send 1", "send 2 (no records, but after round 1)", "send 3"]
-        assert replica.writes == 2
+        await until(lambda: len(performed) == 3)
+        assert performed == ["send 1", "send 2 (no records, but after round 1)", "send 3"]
         nursery.cancel_scope.cancel()
 
 
@@ -83,14 +114,14 @@ async def test_the_core_loop_waits_when_too_many_rounds_wait_for_the_disk(
     monkeypatch.setattr(replica, "_perform", lambda actions: None)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(replica._writer)
-        await replica._apply([Persist(("first",))])
+        await replica._apply([Persist((unsaved_stable(100),))])
         await until(lambda: len(writes.calls) == 1)
         for i in range(3):
-            await replica._apply([Persist((i,))])
+            await replica._apply([Persist((unsaved_stable(i),))])
         blocked = trio.Event()
 
         async def fourth() -> None:
-            await replica._apply([Persist(("fourth",))])
+            await replica._apply([Persist((unsaved_stable(4),))])
             blocked.set()
 
         nursery.start_soon(fourth)
@@ -101,6 +132,7 @@ async def test_the_core_loop_waits_when_too_many_rounds_wait_for_the_disk(
         await until(lambda: len(writes.calls) == 2)
         writes.gates[1].set()
         await until(lambda: len(writes.calls) == 3)
-        assert writes.calls[1] == [0, 1, 2] and writes.calls[2] == ["fourth"]
+        assert writes.calls[1] == [unsaved_stable(i) for i in range(3)]
+        assert writes.calls[2] == [unsaved_stable(4)]
         writes.gates[2].set()
         nursery.cancel_scope.cancel()
