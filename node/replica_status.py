@@ -26,12 +26,19 @@ def metric_hooks(metrics: ReplicaMetrics, on_transition: Any) -> GuardHooks:
             metrics.trips.labels(peer).inc()
         on_transition(peer, old, new)
 
+    # labelled children, looked up once: this runs for every message sent to a peer
+    children: dict[tuple[str, str], tuple[Any, Any]] = {}
+
     def call(peer: str, outcome: str, latency_s: float) -> None:
-        if outcome == "success":
-            metrics.success.labels(peer).inc()
-        else:
-            metrics.failure.labels(peer).inc()
-        metrics.latency.labels(peer, outcome).observe(latency_s)
+        pair = children.get((peer, outcome))
+        if pair is None:
+            counter = metrics.success if outcome == "success" else metrics.failure
+            pair = children[(peer, outcome)] = (
+                counter.labels(peer),
+                metrics.latency.labels(peer, outcome),
+            )
+        pair[0].inc()
+        pair[1].observe(latency_s)
 
     return GuardHooks(
         on_transition=transition,
