@@ -413,14 +413,9 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, RecoveryMixin)
             return
         if outcome != NEW_VOTE:
             return
-        # Votes beyond the quorum that prepared or committed the slot are not needed to
-        # rebuild it after a crash: do not make storage write them.
-        if is_prepare:
-            needed = slot.prepared_view != vote.view
-        else:
-            needed = slot.committed is None or slot.committed.view != vote.view
-        if needed:
-            self._persist(MessageRecord(vote))
+        # Another replica's vote is written only with the certificate it completes
+        # (`_check_prepared`, `_check_committed`): until then nothing this replica sends
+        # depends on it, and losing it in a crash is losing it in the network.
         if active:
             if is_prepare:
                 self._check_prepared(slot)
@@ -440,6 +435,8 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, RecoveryMixin)
             chosen = tuple(votes[s] for s in sorted(votes)[:needed])
             slot.prepared_cert = PreparedCert(pp, chosen)
             slot.prepared_view = view
+            # the certificate is durable before the commit that claims it is sent
+            self._persist(*(MessageRecord(p) for p in chosen if p.sender != self.me))
             if not slot.has_commit_from(view, self.me):
                 commit = self._sign(Commit(view, pp.seq, pp.digest, self.me))
                 slot.add_commit(commit)
@@ -453,6 +450,10 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, RecoveryMixin)
             return
         if slot.commit_count(pp.view, pp.digest) >= self.quorum_size():
             slot.committed = pp
+            # the commit certificate is durable before anything it lets this replica do
+            # (execute, reply) leaves it
+            votes = slot.commits.get((pp.view, pp.digest), {})
+            self._persist(*(MessageRecord(votes[s]) for s in sorted(votes) if s != self.me))
             self._execute_ready()
 
     # --- execution --------------------------------------------------------------------

@@ -25,6 +25,7 @@ from node.consensus.events import (
     MessageReceived,
     Persist,
     Rejected,
+    ReplyToClient,
     RequestReceived,
     StartTimer,
     TimerFired,
@@ -230,7 +231,8 @@ def test_rejects_equivocating_votes_and_drops_duplicates(backup) -> None:
     p1 = _signed(Prepare(0, 1, b"\x01" * 32, 2), 2)
     p2 = _signed(Prepare(0, 1, b"\x02" * 32, 2), 2)
     first = _feed(backup, 2, p1)
-    assert not _reasons(first) and any(type(a) is Persist for a in first)
+    assert first == []  # kept, and written only with the certificate it completes
+    assert backup._log.slot(1).prepare_count(0, b"\x01" * 32) == 1
     assert _feed(backup, 2, p1) == []
     assert _reasons(_feed(backup, 2, p2)) == ["equivocation"]
     c1 = _signed(Checkpoint(10, b"\x01" * 32, 2), 2)
@@ -273,3 +275,25 @@ def test_handle_is_deterministic() -> None:
         return [net.events[i] for i in net.cores] + [net.stored[i] for i in net.cores]
 
     assert run() == run()
+
+
+def test_votes_are_written_with_the_certificate_they_complete(backup) -> None:
+    pp = _pp()
+    _feed(backup, 0, pp)
+    p2 = _signed(Prepare(0, 1, pp.digest, 2), 2)
+    p3 = _signed(Prepare(0, 1, pp.digest, 3), 3)
+    actions = _feed(backup, 2, p2)  # with our own prepare, 2f: prepared, commit
+    kinds = [type(a) for a in actions]
+    assert kinds.index(Persist) < kinds.index(Broadcast)
+    written = [r.msg for a in actions if type(a) is Persist for r in a.records]
+    assert p2 in written and any(type(m) is Commit and m.sender == 1 for m in written)
+    assert _feed(backup, 3, p3) == []  # beyond the certificate: never written
+
+    c0 = _signed(Commit(0, 1, pp.digest, 0), 0)
+    c2 = _signed(Commit(0, 1, pp.digest, 2), 2)
+    assert _feed(backup, 0, c0) == []  # nothing depends on it yet: no write
+    actions = _feed(backup, 2, c2)  # 2f + 1 commits with our own: committed, executed
+    kinds = [type(a) for a in actions]
+    assert kinds.index(Persist) < min(kinds.index(ReplyToClient), kinds.index(Executed))
+    written = [r.msg for a in actions if type(a) is Persist for r in a.records]
+    assert c0 in written and c2 in written
