@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     RESULTS,
+    box_speed,
     free_port_block,
     markdown_table,
     process_cpu_s,
@@ -145,7 +146,9 @@ async def sweep(args: argparse.Namespace) -> dict[str, Any]:
         "nodes": 4,
         "cpus": os.cpu_count(),
         "load_generator": "benches/loadgen.py subprocess (node.load.run_load)",
+        "verify_us_before": box_speed(),
     }
+    print(f"box speed: one Ed25519 verification takes {out['verify_us_before']} µs")
     print("measuring the transport ceiling (raw trio-websocket, 200-byte messages) ...")
     ceiling = await transport_ceiling(
         messages=10_000 if args.quick else 30_000, rounds=2 if args.quick else 3
@@ -185,6 +188,7 @@ async def sweep(args: argparse.Namespace) -> dict[str, Any]:
                     flush=True,
                 )
     out["runs"] = runs
+    out["verify_us_after"] = box_speed()
     best = max(runs, key=lambda r: r["ops_per_s"])
     out["peak"] = {k: best[k] for k in ("batch_max", "clients", "ops_per_s", "p50_ms", "p99_ms")}
     out["peak"]["fraction_of_ceiling"] = round(
@@ -266,6 +270,11 @@ def markdown(out: dict[str, Any]) -> str:
         "",
         f"4 replicas + the load generator on one {out['cpus']}-core box, 127.0.0.1; "
         f"{out['duration_s']:g} s per run; clients: {out['load_generator']}.",
+        "",
+        f"Box speed (one Ed25519 verification, best of 5x2,000): "
+        f"{out.get('verify_us_before', '?')} µs before the runs, "
+        f"{out.get('verify_us_after', '?')} µs after (about 62 µs on this project's box when "
+        "it is quiet; a higher figure means a slower box and lower numbers throughout).",
         "",
         f"Transport ceiling: raw trio-websocket one-way {c['raw_msgs_per_s']:,} msg/s "
         f"(200 B) / (n + 1 = 5) = **{c['per_request_ops_per_s']:,} requests/s**.",

@@ -166,6 +166,23 @@ def process_cpu_s(pid: int | None) -> float:
 # ---------------------------------------------------------------- statistics
 
 
+def box_speed() -> float:
+    """Microseconds per Ed25519 verification (the replicas' own code path), best of 5:
+    a yardstick of how fast this (possibly shared, virtual) box is while a bench runs,
+    so that runs made at different times can be compared."""
+    import timeit
+
+    from node.consensus.crypto import Signer, verify
+
+    signer = Signer(bytes(range(32)))
+    message = bytes(100)
+    signature = signer.sign(message)
+    best = min(
+        timeit.repeat(lambda: verify(signer.public_key, message, signature), number=2000, repeat=5)
+    )
+    return round(best / 2000 * 1e6, 1)
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (0.0 for no values)."""
     if not values:

@@ -13,6 +13,7 @@ encoded size (fields plus msgpack headers), never by encoding them twice.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from node.consensus.messages import Reply, ReplyBatch, Request, RequestBatch
 
@@ -53,21 +54,20 @@ def _groups(msgs: Sequence[object], bound: object, limit: int) -> list[list[obje
     return groups
 
 
+def _frames(msgs: Sequence[Any], bound: Any, batch: Any, limit: int) -> list[bytes]:
+    if len(msgs) == 1:
+        return [msgs[0].wire]
+    return [
+        group[0].wire if len(group) == 1 else batch(tuple(group)).wire
+        for group in _groups(msgs, bound, limit)
+    ]
+
+
 def reply_frames(replies: Sequence[Reply], limit: int) -> list[bytes]:
     """The frames that carry ``replies`` in order (a lone or oversized one as itself)."""
-    if len(replies) == 1:
-        return [replies[0].wire]
-    return [
-        group[0].wire if len(group) == 1 else ReplyBatch(tuple(group)).wire  # type: ignore[attr-defined,arg-type]
-        for group in _groups(replies, reply_size_bound, limit)
-    ]
+    return _frames(replies, reply_size_bound, ReplyBatch, limit)
 
 
 def request_frames(requests: Sequence[Request], limit: int) -> list[bytes]:
     """The frames that carry ``requests`` in order (a lone or oversized one as itself)."""
-    if len(requests) == 1:
-        return [requests[0].wire]
-    return [
-        group[0].wire if len(group) == 1 else RequestBatch(tuple(group)).wire  # type: ignore[attr-defined,arg-type]
-        for group in _groups(requests, request_size_bound, limit)
-    ]
+    return _frames(requests, request_size_bound, RequestBatch, limit)
