@@ -150,9 +150,16 @@ class Storage:
                 (seq, digest, data),
             )
 
-    def has_snapshot(self, seq: int, digest: bytes) -> bool:
-        with self._snap_lock:
+    def has_snapshot(self, seq: int, digest: bytes, *, wait: bool = True) -> bool:
+        """Whether the snapshot of checkpoint ``seq`` with ``digest`` is stored. With
+        ``wait=False`` it never blocks: while another thread is writing a snapshot it
+        answers False (the caller then treats the snapshot as not saved yet)."""
+        if not self._snap_lock.acquire(blocking=wait):
+            return False
+        try:
             return self._has_snapshot(seq, digest)
+        finally:
+            self._snap_lock.release()
 
     def _has_snapshot(self, seq: int, digest: bytes) -> bool:
         row = self._snap_db.execute("SELECT digest FROM snapshot WHERE seq = ?", (seq,)).fetchone()

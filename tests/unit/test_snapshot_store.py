@@ -70,3 +70,13 @@ def test_a_missing_or_altered_snapshot_is_a_clear_error(tmp_path, damage: str) -
     db.close()
     with pytest.raises(StorageError, match="snapshot of stable checkpoint 10"):
         load_state(storage)
+
+
+def test_asking_without_waiting_never_blocks_on_a_snapshot_being_written(tmp_path) -> None:
+    storage = Storage(tmp_path, b"r0")
+    rec = stable(10, b"state")
+    storage.put_snapshot(10, rec.digest, rec.snapshot)
+    assert storage.has_snapshot(10, rec.digest, wait=False)
+    with storage._snap_lock:  # another thread is writing a snapshot
+        assert not storage.has_snapshot(10, rec.digest, wait=False)
+    assert storage.has_snapshot(10, rec.digest)
