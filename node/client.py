@@ -77,6 +77,7 @@ class ClientPool:
         self._links: dict[int, Any] = {}
         self._pending: dict[tuple[str, int], _Pending] = {}
         self._outq: dict[int, list[Request]] = {}  # requests about to leave, by replica
+        self.retry_s: float = cfg.section("cluster")["request_timeout_s"]
         self._connected = trio.Event()
         self.link_config = ClientConfig(max_frame=cfg.section("transport")["max_client_frame"])
 
@@ -188,12 +189,13 @@ class ClientPool:
         pending = _Pending()
         key = (session, timestamp)
         self._pending[key] = pending
-        retry_s = self.cfg.section("cluster")["request_timeout_s"]
+        retry_s = self.retry_s
         try:
             with trio.move_on_after(timeout_s) as overall:
                 pending.target = self.view % self.n
                 sent = await self._send(pending.target, request)
-                wait_s = retry_s if sent else retry_s / 4
+                # no connection to the target (not up yet, or lost): every replica at once
+                wait_s = retry_s if sent else 0.0
                 while True:
                     with trio.move_on_after(wait_s):
                         await pending.wake.wait()

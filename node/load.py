@@ -58,6 +58,10 @@ async def run_load(
         await nursery.start(pool.run)
         with trio.move_on_after(10):
             await pool.wait_connected(cfg.f + 1)
+        # the rest too, briefly (a replica that is down must not hold the load up), so the
+        # first requests do not go out while the primary's connection is still opening
+        with trio.move_on_after(2):
+            await pool.wait_connected(cfg.n)
         start = trio.current_time()
         deadline = start + duration_s
         next_arrival = 0
