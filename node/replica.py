@@ -4,19 +4,12 @@ HTTP, and owns every task in one nursery.
 Tasks: the peer listener (peer and client routes), one PeerLink per peer, one sender per
 peer, the guards' probe/drain tasks, heartbeats, the HTTP server, and the core loop. The
 core loop takes a batch of events from the one bounded inbox (a round), runs them
-through `core.handle`, and hands the round's `Persist` records and its other actions to
-the writer task. The writer makes the records durable and only then performs the
-actions, in round order (raft's Ready rule: nothing that depends on a record is sent
-before the record is on disk); the rounds that arrived meanwhile are written together in
-one transaction (group commit), and at most `MAX_ROUNDS_AHEAD` rounds wait before the
-core loop waits too. A group of log records is written on the event loop itself (a WAL
-append and one fsync, about 1 ms under load here): measured against a worker thread per
-write, that used 10-15 % less CPU per request and gave the same throughput and an equal
-or lower p99, because each thread hop costs about 150 µs of GIL hand-offs. Snapshots go
-to a worker thread: the core's `SnapshotTaken` is saved in the background as soon as it
-is taken, and a stable checkpoint whose snapshot is not saved yet is written in a thread. The round's outbound messages leave as one group per peer and its
-client replies as one frame per client connection. Timers are deadlines the
-core loop waits on with `move_on_at`; a zero-delay timer fires at the end of the round.
+through `core.handle`, arms the round's timers and hands its records and other actions to
+the `RoundWriter` (`node/round_writer.py`), which performs them only once their records
+are durable, in round order, writing the rounds that wait together (group commit). The
+round's outbound messages leave as one group per peer and its client replies as one frame
+per client connection. Timers are deadlines the core loop waits on with `move_on_at`; a
+zero-delay timer fires at the end of the round.
 
 Batching: the core runs with `max_in_flight = MAX_IN_FLIGHT` (load-sized batches, see
 `node/consensus/requests.py`). Replies to a client session that wrote only to the
@@ -75,16 +68,16 @@ from node.consensus.messages import (
     Request,
     RequestBatch,
 )
-from node.consensus.records import StableRecord
 from node.fault_injection import FaultInjector
 from node.faults import Fault
 from node.framing import reply_frames
 from node.observability.http import serve_http
 from node.observability.metrics import ReplicaMetrics
-from node.persistence import load_state, write_round
+from node.persistence import load_state
 from node.replica_net import PeerTraffic
 from node.replica_status import http_routes, metric_hooks
 from node.resilience import BreakerConfig, FallbackConfig, TimeoutConfig
+from node.round_writer import RoundWriter
 from node.shell.guard import GuardSet
 from node.storage import Storage
 from transport import (
@@ -103,7 +96,6 @@ log = logging.getLogger("bft.replica")
 INBOX_SIZE = 20_000
 CLIENT_SHARE = 0.5  # client requests are refused once the inbox is this full
 ROUND_MAX_EVENTS = 512
-MAX_ROUNDS_AHEAD = 256  # rounds waiting for their write before the core loop waits too
 # Load-sized batching (see node/consensus/requests.py): the primary keeps one batch in
 # flight and puts every request that arrives meanwhile into the next one. Measured on a
 # 2-core box (docs/performance.md): 1 beats 2 and 4, and beats the batch timer alone.
@@ -195,15 +187,11 @@ class Replica:
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[Any](INBOX_SIZE)
         self.requests_executed = 0
         self._gauges: tuple[int, int, int, bool] | None = None
-        self.writes = 0  # transactions written (a group of rounds each)
-        self.write_seconds = 0.0  # their total time, thread hop included
-        #: rounds whose actions wait for their records (and earlier rounds') to be durable
-        self._unwritten: list[tuple[list[Any], list[Any]]] = []
-        self._writing = False
-        self._write_wake = trio.Event()
-        self._write_room = trio.Event()
-        self._snapshot_to_save: SnapshotTaken | None = None
-        self._snapshot_wake = trio.Event()
+        self.writer = RoundWriter(
+            self.storage,
+            lambda actions: self._perform(actions),
+            self.metrics.storage_write.observe,
+        )
         self._nursery: trio.Nursery | None = None
         self._principals = {c.name for c in cfg.clients}
 
@@ -328,8 +316,8 @@ class Replica:
                 nursery.start_soon(self.traffic.heartbeat, peer, grace)
             if self.injector.crash_after_s is not None:
                 nursery.start_soon(self._crash_after, self.injector.crash_after_s)
-            nursery.start_soon(self._writer)
-            nursery.start_soon(self._snapshot_saver)
+            nursery.start_soon(self.writer.run)
+            nursery.start_soon(self.writer.run_snapshot_saver)
             await self._apply(actions)
             nursery.start_soon(self._core_loop)
             self.running = True
@@ -400,67 +388,13 @@ class Replica:
             elif kind is CancelTimer:
                 self._timers.pop(a.timer, None)
             elif kind is SnapshotTaken:
-                self._snapshot_to_save = a  # the newest wins; nothing waits for it
-                self._snapshot_wake.set()
+                self.writer.save_snapshot(a)
             else:
                 rest.append(a)
-        if not records and not self._unwritten and not self._writing:
+        if not records and self.writer.idle:
             self._perform(rest)
-            return
-        while len(self._unwritten) >= MAX_ROUNDS_AHEAD:
-            self._write_room = trio.Event()
-            await self._write_room.wait()
-        self._unwritten.append((records, rest))
-        self._write_wake.set()
-
-    def _snapshot_unsaved(self, records: list[Any]) -> bool:
-        """A stable checkpoint whose snapshot (megabytes, for a large store) is not in the
-        snapshot store yet, or may be being written: that write goes to a worker thread."""
-        return any(
-            type(r) is StableRecord
-            # never waits on the event loop for a snapshot another thread is writing
-            and not self.storage.has_snapshot(r.seq, r.digest, wait=False)
-            for r in records
-        )
-
-    async def _snapshot_saver(self) -> None:
-        """Store each snapshot the core takes as soon as it is taken, beside the log and in
-        its own thread, so the write that later records it as stable is small."""
-        while True:
-            await self._snapshot_wake.wait()
-            self._snapshot_wake = trio.Event()
-            taken, self._snapshot_to_save = self._snapshot_to_save, None
-            if taken is not None:
-                await trio.to_thread.run_sync(
-                    self.storage.put_snapshot, taken.seq, taken.digest, taken.snapshot
-                )
-
-    async def _writer(self) -> None:
-        """The one writer: every waiting round's records in one transaction (in a worker
-        thread, so the event loop runs on), then those rounds' actions in order."""
-        while True:
-            await self._write_wake.wait()
-            self._write_wake = trio.Event()
-            while self._unwritten:
-                rounds, self._unwritten = self._unwritten, []
-                self._write_room.set()
-                records = [r for recs, _ in rounds for r in recs]
-                if records:
-                    self._writing = True
-                    started = trio.current_time()
-                    try:
-                        if self._snapshot_unsaved(records):
-                            await trio.to_thread.run_sync(write_round, self.storage, records)
-                        else:
-                            write_round(self.storage, records)
-                    finally:
-                        self._writing = False
-                    took = trio.current_time() - started
-                    self.writes += 1
-                    self.write_seconds += took
-                    self.metrics.storage_write.observe(took)
-                for _, rest in rounds:
-                    self._perform(rest)
+        else:
+            await self.writer.submit(records, rest)
 
     def _perform(self, actions: list[Any]) -> None:
         """The actions of a round whose records are durable, in order."""

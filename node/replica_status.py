@@ -68,8 +68,8 @@ def status_dict(replica: Replica) -> dict[str, Any]:
         "in_view_change": core.in_view_change,
         "inbox": replica.inbox_depth(),
         "requests_executed": replica.requests_executed,
-        "writes": replica.writes,
-        "write_seconds": round(replica.write_seconds, 3),
+        "writes": replica.writer.writes,
+        "write_seconds": round(replica.writer.write_seconds, 3),
         "request_auth": dict(core.auth_counts),
         "peers": peers,
     }

@@ -1,6 +1,7 @@
-"""The replica's writer: a round's actions wait for its records and for every earlier
-round, and waiting rounds share one transaction; log records are written on the event
-loop, a snapshot in a worker thread while the loop runs on."""
+"""The round writer (`node/round_writer.py`), driven through a replica: a round's actions
+wait for its records and for every earlier round, and waiting rounds share one
+transaction; log records are written on the event loop, a snapshot in a worker thread
+while the loop runs on."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-import node.replica as replica_module
+import node.round_writer as writer_module
 from node.config import init_cluster, load_config, load_private_key
 from node.consensus.events import Persist, StartTimer
 from node.consensus.records import StableRecord
@@ -57,14 +58,14 @@ async def test_log_writes_run_inline_in_order_and_grouped(
     calls: list[tuple[list[Any], bool]] = []
     main = threading.get_ident()
     monkeypatch.setattr(
-        replica_module,
+        writer_module,
         "write_round",
         lambda storage, records: calls.append((list(records), threading.get_ident() == main)),
     )
     performed: list[Any] = []
     monkeypatch.setattr(replica, "_perform", lambda actions: performed.extend(actions))
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(replica._writer)
+        nursery.start_soon(replica.writer.run)
         await trio.testing.wait_all_tasks_blocked()
         await replica._apply(["no records, nothing waiting"])
         assert performed == ["no records, nothing waiting"]  # at once
@@ -76,7 +77,7 @@ async def test_log_writes_run_inline_in_order_and_grouped(
         await trio.testing.wait_all_tasks_blocked()
         assert calls == [(["r1", "r3"], True)]  # one transaction, on the event loop
         assert performed[1:] == ["send 1", "send 2 (no records, but after round 1)", "send 3"]
-        assert replica.writes == 1
+        assert replica.writer.writes == 1
         nursery.cancel_scope.cancel()
 
 
@@ -84,11 +85,11 @@ async def test_a_snapshot_write_goes_to_a_thread_while_the_loop_runs_on(
     replica: Replica, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writes = GatedWrites()
-    monkeypatch.setattr(replica_module, "write_round", writes)
+    monkeypatch.setattr(writer_module, "write_round", writes)
     performed: list[Any] = []
     monkeypatch.setattr(replica, "_perform", lambda actions: performed.extend(actions))
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(replica._writer)
+        nursery.start_soon(replica.writer.run)
         await replica._apply([Persist((unsaved_stable(1),)), "send 1"])
         await until(lambda: len(writes.calls) == 1)
         await replica._apply(["send 2 (no records, but after round 1)"])
@@ -109,11 +110,11 @@ async def test_the_core_loop_waits_when_too_many_rounds_wait_for_the_disk(
     replica: Replica, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writes = GatedWrites()
-    monkeypatch.setattr(replica_module, "write_round", writes)
-    monkeypatch.setattr(replica_module, "MAX_ROUNDS_AHEAD", 3)
+    monkeypatch.setattr(writer_module, "write_round", writes)
+    monkeypatch.setattr(writer_module, "MAX_ROUNDS_AHEAD", 3)
     monkeypatch.setattr(replica, "_perform", lambda actions: None)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(replica._writer)
+        nursery.start_soon(replica.writer.run)
         await replica._apply([Persist((unsaved_stable(100),))])
         await until(lambda: len(writes.calls) == 1)
         for i in range(3):
@@ -126,7 +127,7 @@ async def test_the_core_loop_waits_when_too_many_rounds_wait_for_the_disk(
 
         nursery.start_soon(fourth)
         await trio.sleep(0.05)
-        assert not blocked.is_set() and len(replica._unwritten) == 3
+        assert not blocked.is_set() and len(replica.writer.unwritten) == 3
         writes.gates[0].set()
         await until(blocked.is_set)
         await until(lambda: len(writes.calls) == 2)
