@@ -54,20 +54,21 @@ def write_round(storage: Storage, records: Sequence[object]) -> None:
             raise TypeError(f"unknown record type {type(rec).__name__}")
     storage.write(rows.values(), meta=meta, gc_below_or_at=gc)
     if gc is not None:
-        storage.prune_snapshots(below=gc)
+        # never waits for a snapshot being written: the next stable checkpoint prunes then
+        storage.prune_snapshots(below=gc, wait=False)
 
 
 def _with_snapshot(storage: Storage, rec: object) -> object:
     """The stable record with its snapshot read back from the snapshot store."""
     if not isinstance(rec, StableRecord) or rec.snapshot:
         return rec
-    found = storage.snapshot(rec.seq)
-    if found is None or found[0] != rec.digest or snapshot_digest(found[1]) != rec.digest:
+    data = storage.snapshot(rec.seq, rec.digest)
+    if data is None or snapshot_digest(data) != rec.digest:
         raise StorageError(
             f"{storage.snapshots_path} lacks the snapshot of stable checkpoint {rec.seq} "
             "(or it does not match its digest)"
         )
-    return attrs.evolve(rec, snapshot=found[1])
+    return attrs.evolve(rec, snapshot=data)
 
 
 def load_state(storage: Storage) -> StoredState | None:

@@ -71,11 +71,9 @@ class RoundWriter:
 
     def _snapshot_unsaved(self, records: list[Any]) -> bool:
         """A stable checkpoint whose snapshot (megabytes, for a large store) is not in the
-        snapshot store yet, or may be being written: that write goes to a worker thread."""
+        snapshot store yet: that write goes to a worker thread."""
         return any(
-            type(r) is StableRecord
-            # never waits on the event loop for a snapshot another thread is writing
-            and not self.storage.has_snapshot(r.seq, r.digest, wait=False)
+            type(r) is StableRecord and not self.storage.has_snapshot(r.seq, r.digest)
             for r in records
         )
 

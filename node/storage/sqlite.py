@@ -16,7 +16,9 @@ there as soon as the core takes it, in the background and without holding the lo
 lock, so the transaction that later records the checkpoint as stable (and garbage-collects
 the log) carries only a reference and no longer stalls the writes behind it.
 ``put_snapshot`` must return before a stable record naming that snapshot is written;
-``prune_snapshots`` drops the ones below the durable stable checkpoint.
+``prune_snapshots`` drops the ones below the durable stable checkpoint. Snapshots are
+keyed by sequence number and digest, and which ones are stored is also kept in memory, so
+the event loop can ask without waiting for a thread that is writing one.
 
 The store is generic: rows are ``(key, seq, kind, data)`` blobs chosen by the caller, so
 this module knows nothing of message types. ``write`` applies puts, meta updates and a
@@ -95,9 +97,14 @@ class Storage:
             self._snap_db.execute("PRAGMA journal_mode=WAL")
             self._snap_db.execute("PRAGMA synchronous=FULL")
             self._snap_db.execute(
-                "CREATE TABLE IF NOT EXISTS snapshot ("
-                " seq INTEGER PRIMARY KEY, digest BLOB NOT NULL, data BLOB NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS snapshot (seq INTEGER NOT NULL,"
+                " digest BLOB NOT NULL, data BLOB NOT NULL, PRIMARY KEY (seq, digest))"
             )
+            #: (seq, digest) of the stored snapshots, so the event loop never asks SQLite
+            self._saved: set[tuple[int, bytes]] = {
+                (r[0], bytes(r[1]))
+                for r in self._snap_db.execute("SELECT seq, digest FROM snapshot")
+            }
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"cannot open {self.snapshots_path}: {exc}") from None
 
@@ -141,42 +148,42 @@ class Storage:
                 raise
 
     def put_snapshot(self, seq: int, digest: bytes, data: bytes) -> None:
-        """Make the snapshot of checkpoint ``seq`` durable (idempotent)."""
+        """Make the snapshot of checkpoint ``seq`` with ``digest`` durable (idempotent).
+
+        Snapshots are keyed by both: a replica's own snapshot at ``seq`` written late never
+        replaces a different, certified one it fetched for the same ``seq``."""
+        if (seq, digest) in self._saved:
+            return
         with self._snap_lock:
-            if self._has_snapshot(seq, digest):
-                return
             self._snap_db.execute(
                 "INSERT OR REPLACE INTO snapshot(seq, digest, data) VALUES (?, ?, ?)",
                 (seq, digest, data),
             )
+            self._saved.add((seq, digest))
 
-    def has_snapshot(self, seq: int, digest: bytes, *, wait: bool = True) -> bool:
-        """Whether the snapshot of checkpoint ``seq`` with ``digest`` is stored. With
-        ``wait=False`` it never blocks: while another thread is writing a snapshot it
-        answers False (the caller then treats the snapshot as not saved yet)."""
-        if not self._snap_lock.acquire(blocking=wait):
-            return False
-        try:
-            return self._has_snapshot(seq, digest)
-        finally:
-            self._snap_lock.release()
+    def has_snapshot(self, seq: int, digest: bytes) -> bool:
+        """Whether that snapshot is stored (from memory: never waits on a writing thread)."""
+        return (seq, digest) in self._saved
 
-    def _has_snapshot(self, seq: int, digest: bytes) -> bool:
-        row = self._snap_db.execute("SELECT digest FROM snapshot WHERE seq = ?", (seq,)).fetchone()
-        return row is not None and bytes(row[0]) == digest
-
-    def snapshot(self, seq: int) -> tuple[bytes, bytes] | None:
-        """``(digest, data)`` of the stored snapshot of checkpoint ``seq``, if any."""
+    def snapshot(self, seq: int, digest: bytes) -> bytes | None:
+        """The stored snapshot of checkpoint ``seq`` with ``digest``, if any."""
         with self._snap_lock:
             row = self._snap_db.execute(
-                "SELECT digest, data FROM snapshot WHERE seq = ?", (seq,)
+                "SELECT data FROM snapshot WHERE seq = ? AND digest = ?", (seq, digest)
             ).fetchone()
-        return None if row is None else (bytes(row[0]), bytes(row[1]))
+        return None if row is None else bytes(row[0])
 
-    def prune_snapshots(self, below: int) -> None:
-        """Drop the snapshots of checkpoints below ``below``."""
-        with self._snap_lock:
+    def prune_snapshots(self, below: int, *, wait: bool = True) -> None:
+        """Drop the snapshots of checkpoints below ``below``. With ``wait=False`` it
+        never blocks: while a snapshot is being written it does nothing (the next call
+        catches up)."""
+        if not self._snap_lock.acquire(blocking=wait):
+            return
+        try:
             self._snap_db.execute("DELETE FROM snapshot WHERE seq < ?", (below,))
+            self._saved = {(s, d) for s, d in self._saved if s >= below}
+        finally:
+            self._snap_lock.release()
 
     def snapshot_seqs(self) -> list[int]:
         with self._snap_lock:

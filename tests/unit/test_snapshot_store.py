@@ -4,6 +4,7 @@ is read back (and checked) at start-up; a missing or wrong one is a clear error.
 from __future__ import annotations
 
 import sqlite3
+import threading
 
 import pytest
 
@@ -50,12 +51,13 @@ def test_a_snapshot_saved_ahead_is_not_written_twice_and_old_ones_are_pruned(tmp
     assert load_state(storage).snapshot == b"b" * 1000
 
 
-def test_a_stale_snapshot_with_another_digest_is_replaced(tmp_path) -> None:
+def test_an_own_snapshot_written_late_never_replaces_the_certified_one(tmp_path) -> None:
     storage = Storage(tmp_path, b"r0")
-    storage.put_snapshot(10, bytes(32), b"what this replica computed, wrongly")
-    certified = stable(10, b"the certified state")
+    certified = stable(10, b"the certified state")  # fetched by state transfer
     write_round(storage, [certified])
+    storage.put_snapshot(10, snapshot_digest(b"wrong"), b"wrong")  # the saver, late
     assert load_state(storage).snapshot == b"the certified state"
+    assert load_state(Storage(tmp_path, b"r0")).snapshot == b"the certified state"
 
 
 @pytest.mark.parametrize("damage", ["missing", "altered"])
@@ -72,11 +74,23 @@ def test_a_missing_or_altered_snapshot_is_a_clear_error(tmp_path, damage: str) -
         load_state(storage)
 
 
-def test_asking_without_waiting_never_blocks_on_a_snapshot_being_written(tmp_path) -> None:
+def test_the_event_loop_never_waits_for_a_snapshot_being_written(tmp_path) -> None:
     storage = Storage(tmp_path, b"r0")
-    rec = stable(10, b"state")
-    storage.put_snapshot(10, rec.digest, rec.snapshot)
-    assert storage.has_snapshot(10, rec.digest, wait=False)
-    with storage._snap_lock:  # another thread is writing a snapshot
-        assert not storage.has_snapshot(10, rec.digest, wait=False)
-    assert storage.has_snapshot(10, rec.digest)
+    first, second = stable(10, b"a"), stable(20, b"b")
+    storage.put_snapshot(10, first.digest, first.snapshot)
+
+    def event_loop_side() -> None:
+        assert storage.has_snapshot(10, first.digest)  # answered from memory
+        write_round(storage, [first])  # saved already: no snapshot write, no wait
+        storage.prune_snapshots(below=10, wait=False)  # busy: skipped, not waited for
+
+    with storage._snap_lock:  # the saver thread is writing another snapshot
+        done = threading.Thread(target=event_loop_side)
+        done.start()
+        done.join(timeout=5)
+        assert not done.is_alive(), "waited for the snapshot lock"
+    storage.put_snapshot(20, second.digest, second.snapshot)
+    write_round(storage, [second])
+    assert storage.snapshot_seqs() == [20]
+    reopened = Storage(tmp_path, b"r0")  # what is stored is known again after a restart
+    assert reopened.has_snapshot(20, second.digest) and not reopened.has_snapshot(10, first.digest)
