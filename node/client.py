@@ -22,7 +22,7 @@ from node.consensus.codec import DecodeError, decode
 from node.consensus.crypto import Signer, client_mac_keys, sign_request
 from node.consensus.messages import Refused, Reply, ReplyBatch, Request
 from node.framing import request_frames
-from transport import ClientConfig, LinkDown, TransportError, open_client
+from transport import ClientConfig, FrameTooLarge, LinkDown, TransportError, open_client
 
 log = logging.getLogger("bft.client")
 
@@ -58,6 +58,17 @@ class _Pending:
         self.wake.set()
 
 
+class _Flush:
+    """Requests queued for one frame to one replica, and which of them did not leave."""
+
+    __slots__ = ("done", "failed", "requests")
+
+    def __init__(self, first: Request) -> None:
+        self.requests = [first]
+        self.failed: set[tuple[str, int]] = set()
+        self.done = trio.Event()
+
+
 class ClientPool:
     """Connections to all replicas for one principal, shared by many sessions."""
 
@@ -76,7 +87,7 @@ class ClientPool:
         self.view = 0
         self._links: dict[int, Any] = {}
         self._pending: dict[tuple[str, int], _Pending] = {}
-        self._outq: dict[int, list[Request]] = {}  # requests about to leave, by replica
+        self._outq: dict[int, _Flush] = {}  # requests about to leave, by replica
         self.retry_s: float = cfg.section("cluster")["request_timeout_s"]
         self._connected = trio.Event()
         self.link_config = ClientConfig(max_frame=cfg.section("transport")["max_client_frame"])
@@ -158,30 +169,44 @@ class ClientPool:
             pending.finish()
 
     async def _send(self, rid: int, request: Request) -> bool:
-        """Queue ``request`` for replica ``rid``; False if there is no connection to it.
+        """Send ``request`` to replica ``rid``; False if it could not go out.
 
-        The first session to queue for a replica yields once, so that every session
-        woken by the same replies queues too, and then sends them all in one frame.
+        The first session to send to a replica yields once, so that every session woken
+        by the same replies queues its request too, and then sends them all in one frame;
+        each of those sessions learns whether its own request left.
         """
         link = self._links.get(rid)
         if link is None:
             return False
-        queued = self._outq.get(rid)
-        if queued is not None:
-            queued.append(request)
-            return True
-        self._outq[rid] = [request]
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        batch = self._outq.pop(rid)
-        # shielded: a cancelled session must not drop the requests of the others
-        # (a send waits at most the link's send timeout)
-        with trio.CancelScope(shield=True):
-            for frame in request_frames(batch, self.link_config.max_frame):
+        flush = self._outq.get(rid)
+        if flush is not None:
+            flush.requests.append(request)
+            await flush.done.wait()
+            return request.key not in flush.failed
+        flush = self._outq[rid] = _Flush(request)
+        try:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            del self._outq[rid]
+            # shielded: a cancelled session must not drop the requests of the others (a
+            # send waits at most the link's send timeout)
+            with trio.CancelScope(shield=True):
+                await self._flush(link, flush)
+        return request.key not in flush.failed
+
+    async def _flush(self, link: Any, flush: _Flush) -> None:
+        try:
+            frames = request_frames(flush.requests, self.link_config.max_frame)
+            for i, (frame, carried) in enumerate(frames):
                 try:
                     await link.send(frame)
-                except TransportError:
-                    return False
-        return True
+                except FrameTooLarge:  # one request above the limit: the others still go
+                    flush.failed.update(r.key for r in carried)
+                except TransportError:  # the link is gone: nothing more leaves on it
+                    flush.failed.update(r.key for _, group in frames[i:] for r in group)
+                    break
+        finally:
+            flush.done.set()
 
     async def invoke(self, session: str, timestamp: int, op: bytes, timeout_s: float) -> bytes:
         """Run one signed request to completion; return the agreed result bytes."""

@@ -7,7 +7,8 @@ and the replies one core round produces for them travel as one ``RequestBatch`` 
 ``ReplyBatch`` frame instead of one frame each. A lone message keeps its own frame type.
 
 Frames stay under the link's frame limit: messages are grouped by an upper bound of their
-encoded size (fields plus msgpack headers), never by encoding them twice.
+encoded size (fields plus msgpack headers), never by encoding them twice, and at most
+``MAX_BATCH`` to a frame (what the decoder accepts), whatever the limit is set to.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from node.consensus.codec import MAX_BATCH
 from node.consensus.messages import Reply, ReplyBatch, Request, RequestBatch
 
 #: msgpack overhead of a batch frame's envelope and list header (generous)
@@ -38,13 +40,13 @@ def request_size_bound(request: Request) -> int:
     )
 
 
-def _groups(msgs: Sequence[object], bound: object, limit: int) -> list[list[object]]:
-    groups: list[list[object]] = []
-    current: list[object] = []
+def _groups(msgs: Sequence[Any], bound: Any, limit: int) -> list[list[Any]]:
+    groups: list[list[Any]] = []
+    current: list[Any] = []
     size = _ENVELOPE
     for msg in msgs:
-        need = bound(msg)  # type: ignore[operator]
-        if current and size + need > limit:
+        need = bound(msg)
+        if current and (size + need > limit or len(current) >= MAX_BATCH):
             groups.append(current)
             current, size = [], _ENVELOPE
         current.append(msg)
@@ -54,20 +56,22 @@ def _groups(msgs: Sequence[object], bound: object, limit: int) -> list[list[obje
     return groups
 
 
-def _frames(msgs: Sequence[Any], bound: Any, batch: Any, limit: int) -> list[bytes]:
+def _frames(
+    msgs: Sequence[Any], bound: Any, batch: Any, limit: int
+) -> list[tuple[bytes, list[Any]]]:
     if len(msgs) == 1:
-        return [msgs[0].wire]
+        return [(msgs[0].wire, [msgs[0]])]
     return [
-        group[0].wire if len(group) == 1 else batch(tuple(group)).wire
+        (group[0].wire if len(group) == 1 else batch(tuple(group)).wire, group)
         for group in _groups(msgs, bound, limit)
     ]
 
 
 def reply_frames(replies: Sequence[Reply], limit: int) -> list[bytes]:
     """The frames that carry ``replies`` in order (a lone or oversized one as itself)."""
-    return _frames(replies, reply_size_bound, ReplyBatch, limit)
+    return [frame for frame, _ in _frames(replies, reply_size_bound, ReplyBatch, limit)]
 
 
-def request_frames(requests: Sequence[Request], limit: int) -> list[bytes]:
-    """The frames that carry ``requests`` in order (a lone or oversized one as itself)."""
+def request_frames(requests: Sequence[Request], limit: int) -> list[tuple[bytes, list[Request]]]:
+    """The frames that carry ``requests`` in order, each with the requests it carries."""
     return _frames(requests, request_size_bound, RequestBatch, limit)

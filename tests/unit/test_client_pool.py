@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
@@ -12,13 +13,20 @@ from node.client import ClientPool, Session
 from node.config import init_cluster, load_config
 from node.consensus import codec
 from node.consensus.messages import Reply, ReplyBatch, Request, RequestBatch
+from transport import FrameTooLarge, LinkDown
 
 
 class RecordingLink:
-    def __init__(self) -> None:
+    def __init__(self, max_frame: int = 1 << 20, broken: bool = False) -> None:
         self.frames: list[tuple[float, object]] = []
+        self.max_frame = max_frame
+        self.broken = broken
 
     async def send(self, frame: bytes) -> None:
+        if self.broken:
+            raise LinkDown("gone")
+        if len(frame) > self.max_frame:
+            raise FrameTooLarge(len(frame), self.max_frame)
         self.frames.append((trio.current_time(), codec.decode(frame)))
 
 
@@ -75,3 +83,26 @@ async def test_a_request_whose_target_is_not_connected_goes_to_all_at_once(
             ((at, msg),) = link.frames
             assert at == 0.0 and isinstance(msg, Request)  # not after a retransmission wait
         reply_all(pool, [1, 2], [msg])
+
+
+async def test_each_session_learns_whether_its_own_request_left(pool: ClientPool) -> None:
+    pool.link_config = attrs.evolve(pool.link_config, max_frame=2000)
+    pool._links[0] = link = RecordingLink(max_frame=2000)
+    pool._links[1] = RecordingLink(broken=True)
+    small = [Request(f"client/s{i}", 1, b"op", bytes(64)) for i in range(5)]
+    big = Request("client/big", 1, bytes(5000), bytes(64))  # above the frame limit
+    outcomes: dict[tuple[int, str], bool] = {}
+
+    async def send(rid: int, request: Request) -> None:
+        outcomes[(rid, request.client)] = await pool._send(rid, request)
+
+    async with trio.open_nursery() as nursery:
+        for request in [*small[:2], big, *small[2:]]:
+            nursery.start_soon(send, 0, request)
+        for request in small:
+            nursery.start_soon(send, 1, request)
+    assert outcomes.pop((0, "client/big")) is False
+    assert all(ok for (rid, _), ok in outcomes.items() if rid == 0)  # the others went
+    assert sorted(r.client for r in requests_in(link)) == sorted(r.client for r in small)
+    assert not any(ok for (rid, _), ok in outcomes.items() if rid == 1)  # the link is gone
+    assert len(outcomes) == 10

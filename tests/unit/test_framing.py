@@ -30,7 +30,7 @@ def test_a_lone_reply_or_request_keeps_its_own_frame() -> None:
     (r,) = replies(1)
     assert reply_frames([r], 1 << 20) == [r.wire]
     (q,) = requests(1)
-    assert request_frames([q], 1 << 20) == [q.wire]
+    assert request_frames([q], 1 << 20) == [(q.wire, [q])]
 
 
 def test_a_round_of_replies_is_one_frame() -> None:
@@ -49,8 +49,10 @@ def test_batches_split_under_the_limit_and_keep_order(limit: int) -> None:
     assert all(len(f) <= limit for f in frames)
     assert unpack(frames, ReplyBatch, "replies") == rs
     qs = requests(30, size=40)
-    frames = request_frames(qs, limit)
+    pairs = request_frames(qs, limit)
+    frames = [frame for frame, _ in pairs]
     assert all(len(f) <= limit for f in frames)
+    assert [q for _, carried in pairs for q in carried] == qs
     decoded = unpack(frames, RequestBatch, "requests")
     assert decoded == qs
     assert [q.auth for q in decoded] == [q.auth for q in qs]  # type: ignore[attr-defined]
@@ -70,3 +72,10 @@ def test_size_bounds_are_upper_bounds() -> None:
     long = make_request("x" * 200, 2**63 - 1, bytes(70000))
     for q in [*requests(5), long]:
         assert len(codec.encode(q)) <= request_size_bound(q)
+
+
+def test_never_more_messages_in_a_frame_than_the_decoder_takes() -> None:
+    rs = replies(codec.MAX_BATCH + 10, size=1)
+    frames = reply_frames(rs, 1 << 30)  # a frame limit raised far above the default
+    assert len(frames) == 2
+    assert unpack(frames, ReplyBatch, "replies") == rs  # every frame decodes
