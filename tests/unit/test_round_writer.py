@@ -94,7 +94,7 @@ async def test_a_snapshot_write_goes_to_a_thread_while_the_loop_runs_on(
         await until(lambda: len(writes.calls) == 1)
         await replica._apply(["send 2 (no records, but after round 1)"])
         await replica._apply([Persist((unsaved_stable(3),)), "send 3"])
-        await trio.sleep(0.05)  # the event loop runs while round 1 is on disk
+        await trio.testing.wait_all_tasks_blocked()  # the loop runs while round 1 is on disk
         assert performed == []
         writes.gates[0].set()
         await until(lambda: len(writes.calls) == 2)
@@ -126,7 +126,7 @@ async def test_the_core_loop_waits_when_too_many_rounds_wait_for_the_disk(
             blocked.set()
 
         nursery.start_soon(fourth)
-        await trio.sleep(0.05)
+        await trio.testing.wait_all_tasks_blocked()
         assert not blocked.is_set() and len(replica.writer.unwritten) == 3
         writes.gates[0].set()
         await until(blocked.is_set)
