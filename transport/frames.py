@@ -1,9 +1,10 @@
 """Frame rules shared by every route: routes, size limits, fault reasons, close codes.
 
 After the handshake a link carries binary WebSocket messages only, one frame per message,
-with no transport envelope (the message codec carries its own version). A frame is
-rejected, and the link closed, when it is text, larger than the route's limit, or refused
-by the injected decoder. The reasons below are the words reported to ``on_invalid`` and
+with no transport envelope (the message codec carries its own version), except that on
+the peer route a message above the frame limit travels as fragments (``fragments.py``).
+A frame is rejected, and the link closed, when it is text, larger than the route's limit,
+a malformed fragment, or refused by the injected decoder. The reasons below are the words reported to ``on_invalid`` and
 used as the ``reason`` label of ``bft_invalid_messages_total``.
 """
 
@@ -14,7 +15,8 @@ from typing import Any
 
 import attrs
 
-PROTOCOL_VERSION = 1
+#: 2: peer messages above the frame limit travel as fragments
+PROTOCOL_VERSION = 2
 
 # Routes on a replica's single listener.
 PEER_ROUTE = "/peer"
@@ -26,11 +28,13 @@ MIB = 1024 * KIB
 
 @attrs.frozen
 class Limits:
-    """Largest frame accepted, per route and during the handshake."""
+    """Largest frame accepted, per route and during the handshake, and the largest peer
+    message joined from fragments."""
 
     peer_max_frame: int = 16 * MIB
     client_max_frame: int = 64 * KIB
     handshake_max_frame: int = 4 * KIB
+    peer_max_message: int = 512 * MIB
 
     def for_route(self, route: str) -> int:
         return self.peer_max_frame if route == PEER_ROUTE else self.client_max_frame
@@ -49,6 +53,7 @@ BAD_UPGRADE = "bad_upgrade"
 UNKNOWN_ROUTE = "unknown_route"
 UNEXPECTED_FRAME = "unexpected_frame"
 MALFORMED = "malformed"  # a decoder error without a .reason of its own
+BAD_FRAGMENT = "bad_fragment"  # a fragment frame without a valid flag
 
 # WebSocket close codes the transport sends.
 CLOSE_NORMAL = 1000
@@ -75,6 +80,7 @@ CLOSE_CODE_FOR_REASON: dict[str, int] = {
     BAD_HANDSHAKE: CLOSE_BAD_HANDSHAKE,
     BAD_VERSION: CLOSE_BAD_HANDSHAKE,
     UNEXPECTED_FRAME: CLOSE_UNEXPECTED_FRAME,
+    BAD_FRAGMENT: CLOSE_INVALID_FRAME,
 }
 REASON_FOR_CLOSE_CODE: dict[int, str] = {
     CLOSE_OVERSIZED: OVERSIZED,

@@ -46,6 +46,7 @@ from transport.batching import CorkedStream
 from transport.client_conn import ClientConn
 from transport.errors import HandshakeFailed
 from transport.faults import FaultReporter, OnInvalid
+from transport.fragments import Reassembler
 from transport.frames import (
     BAD_UPGRADE,
     CLIENT_ROUTE,
@@ -297,11 +298,16 @@ class Listener:
         if previous is not None:
             previous.cancel()  # the older connection from this peer closes with 4006
         log.info("event=peer_connected peer=%s remote=%s", name, addr)
-        limit = self.config.limits.peer_max_frame
+        limits = self.config.limits
         try:
             with scope:
                 await self._read_frames(
-                    ws, name, limit, self._peer_decoder, partial(self._on_peer_frame, name)
+                    ws,
+                    name,
+                    limits.peer_max_frame,
+                    self._peer_decoder,
+                    partial(self._on_peer_frame, name),
+                    Reassembler(limits.peer_max_message),
                 )
         finally:
             if self._peer_scopes.get(name) is scope:
@@ -352,8 +358,10 @@ class Listener:
         limit: int,
         decoder: Decoder,
         deliver: Callable[[Any], Awaitable[None]],
+        joiner: Reassembler | None = None,
     ) -> None:
-        """Drain frames into ``deliver`` until the connection ends or breaks a rule."""
+        """Drain frames into ``deliver`` until the connection ends or breaks a rule
+        (joining fragmented messages first, with a ``joiner``)."""
         while True:
             try:
                 message = await ws.get_message()
@@ -362,7 +370,12 @@ class Listener:
                     self._faults.invalid(source, OVERSIZED, limit=limit)
                 return
             try:
-                item = decode_frame(check_frame(message, limit), decoder)
+                data = check_frame(message, limit)
+                if joiner is not None:
+                    data = joiner.feed(data)
+                    if data is None:
+                        continue
+                item = decode_frame(data, decoder)
             except FrameRejected as exc:
                 self._faults.invalid(source, exc.reason, detail=exc.detail)
                 await close_quietly(ws, exc.code, exc.reason, self.config.close_timeout_s)

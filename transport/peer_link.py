@@ -28,6 +28,7 @@ from transport.batching import CorkedStream
 from transport.connector import DialSettings, authenticated
 from transport.errors import FrameTooLarge, HandshakeFailed, LinkDown, Refused
 from transport.faults import FaultReporter, OnInvalid
+from transport.fragments import split
 from transport.frames import (
     CLOSE_GOING_AWAY,
     CLOSE_UNEXPECTED_FRAME,
@@ -62,6 +63,8 @@ class LinkConfig:
     backoff_reset_after_s: float = 2.0  # a session at least this long resets the backoff
     outbox_size: int = 1024
     max_frame: int = 16 * MIB
+    #: a message above ``max_frame`` leaves as fragments, up to this size in all
+    max_message: int = 512 * MIB
 
 
 class PeerLink:
@@ -117,15 +120,17 @@ class PeerLink:
         """Queue one frame for the peer, waiting only when the outbox is full.
 
         Raises LinkDown at once when not connected, or if the link is lost while waiting;
-        FrameTooLarge if ``data`` exceeds the peer frame limit. A frame accepted here is
-        written unless the link is lost first (delivery is not acknowledged).
+        FrameTooLarge if ``data`` exceeds ``max_message``. A frame accepted here is
+        written unless the link is lost first (delivery is not acknowledged). The writer
+        puts a message above ``max_frame`` on the wire as fragments, all in a row.
 
         For throughput, a send that finds room in the outbox does not yield to the
         scheduler except once every ``YIELD_EVERY`` sends, so a burst of frames reaches
         the writer together and leaves in one socket write; a send that has to wait for
         room is an ordinary checkpoint.
         """
-        self._check_size(data)
+        if len(data) > self.config.max_message:
+            raise FrameTooLarge(len(data), self.config.max_message)
         outbox = self._outbox
         if outbox is None:
             raise LinkDown(f"link to {self.peer} is down")
@@ -145,7 +150,8 @@ class PeerLink:
             await trio.lowlevel.checkpoint()
 
     def try_send(self, data: bytes) -> bool:
-        """Queue one frame without waiting; False if the outbox is full. Raises LinkDown."""
+        """Queue one frame without waiting; False if the outbox is full. Raises LinkDown,
+        or FrameTooLarge above ``max_frame`` (no fragments without waiting)."""
         self._check_size(data)
         outbox = self._outbox
         if outbox is None:
@@ -271,19 +277,26 @@ class PeerLink:
                 data = await outbox.receive()
                 stream.cork()
                 try:
-                    await ws.send_message(data)
+                    await self._write(ws, data)
                     while stream.buffered < BATCH_BYTES:
                         try:
                             data = outbox.receive_nowait()
                         except trio.WouldBlock:
                             break
-                        await ws.send_message(data)
+                        await self._write(ws, data)
                 finally:
                     await stream.flush()
         except (trio.EndOfChannel, *CONNECTION_ERRORS) as exc:
             log.debug("event=writer_stopped peer=%s error=%r", self.peer, exc)
         finally:
             scope.cancel()
+
+    async def _write(self, ws: trio_websocket.WebSocketConnection, data: bytes) -> None:
+        if len(data) <= self.config.max_frame:
+            await ws.send_message(data)
+            return
+        for part in split(data, self.config.max_frame):
+            await ws.send_message(part)
 
     async def _keepalive(
         self,

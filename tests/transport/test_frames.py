@@ -107,3 +107,32 @@ async def test_corked_writes_go_out_together_and_in_order():
     await stream.send_all(b"e")
     assert inner.writes == [b"a", b"bc", b"L" * 100, b"d", b"e"]
     assert b"".join(inner.writes) == b"abc" + b"L" * 100 + b"de"
+
+
+def test_fragments_split_and_join_back() -> None:
+    from transport.fragments import FRAGMENT, Reassembler, split
+
+    data = bytes(range(256)) * 10
+    parts = split(data, 100)
+    assert all(len(p) <= 100 and p[0] == FRAGMENT for p in parts)
+    assert split(b"short", 100) == [b"short"]
+    joiner = Reassembler(max_message=len(data))
+    out = [joiner.feed(p) for p in parts]
+    assert out[:-1] == [None] * (len(parts) - 1) and out[-1] == data
+    assert joiner.pending == 0 and joiner.feed(b"\x93plain") == b"\x93plain"
+
+
+def test_malformed_or_endless_fragments_are_refused() -> None:
+    from transport.fragments import Reassembler, split
+    from transport.frames import FrameRejected
+
+    joiner = Reassembler(max_message=150)
+    for bad in (b"\xc1", b"\xc1\x07rest"):
+        with pytest.raises(FrameRejected) as err:
+            joiner.feed(bad)
+        assert err.value.reason == "bad_fragment"
+    parts = split(b"z" * 400, 100)
+    with pytest.raises(FrameRejected) as err:
+        for p in parts:
+            joiner.feed(p)
+    assert err.value.reason == "oversized" and joiner.pending == 0

@@ -44,15 +44,23 @@ def decoder(data: bytes) -> bytes:
     return data
 
 
-def expected_outcome(frame: bytes | str) -> tuple[str | None, int | None]:
-    """(reason, close code) the listener must give, or (None, None) if delivered."""
+def expected_outcome(frame: bytes | str, route: str) -> tuple[str | None, int | None]:
+    """(reason, close code) the listener must give, or (None, None) if accepted (on the
+    peer route a fragment is accepted and held until its message is complete)."""
     if isinstance(frame, str):
         return "text_frame", CLOSE_TEXT_FRAME
     if len(frame) > LIMIT:
         return "oversized", CLOSE_OVERSIZED
-    if frame[:1] == b"\xff":
+    if route == PEER_ROUTE and frame[:1] == b"\xc1" and (len(frame) < 2 or frame[1] > 1):
+        return "bad_fragment", CLOSE_INVALID_FRAME
+    return decoder_outcome(frame)
+
+
+def decoder_outcome(data: bytes) -> tuple[str | None, int | None]:
+    """What the test decoder makes of a whole message."""
+    if data[:1] == b"\xff":
         return "bad_shape", CLOSE_INVALID_FRAME
-    if frame[:1] == b"\xfe":
+    if data[:1] == b"\xfe":
         return "malformed", CLOSE_INVALID_FRAME
     return None, None
 
@@ -65,6 +73,10 @@ def sized(low: int, high: int) -> st.SearchStrategy[bytes]:
 
 
 valid = sized(0, LIMIT)
+# on the peer route 0xC1 starts a fragment (flag 0 more, 1 last, anything else refused)
+fragments = st.tuples(st.integers(0, 3), st.binary(max_size=32)).map(
+    lambda t: b"\xc1" + bytes([t[0]]) + t[1]
+)
 invalid = st.one_of(
     sized(LIMIT + 1, 4 * LIMIT),
     st.text(max_size=64),
@@ -73,7 +85,7 @@ invalid = st.one_of(
 )
 # Mostly valid frames, with an invalid one now and then (each ends its connection).
 frames = st.lists(
-    st.integers(0, 9).flatmap(lambda k: invalid if k == 9 else valid),
+    st.integers(0, 9).flatmap(lambda k: invalid if k == 9 else fragments if k == 8 else valid),
     min_size=25,
     max_size=60,
 )
@@ -103,10 +115,23 @@ async def feed(frames_: list[bytes | str], route: str) -> None:
             pending = list(frames_)
             while pending:
                 async with await connect() as ws:
+                    parts: list[bytes] = []  # fragments of a peer message not yet whole
                     while pending:
                         frame = pending.pop(0)
-                        reason, code = expected_outcome(frame)
-                        await ws.send_message(frame)
+                        reason, code = expected_outcome(frame, route)
+                        if reason is None and route == PEER_ROUTE and frame[:1] == b"\xc1":
+                            parts.append(frame[2:])
+                            if frame[1] == 0:  # more to come: nothing delivered yet
+                                await ws.send_message(frame)
+                                continue
+                            frame, whole = b"".join(parts), frame
+                            parts = []
+                            reason, code = decoder_outcome(frame)
+                            await ws.send_message(whole)
+                            if reason is not None:  # the joined message is refused
+                                frame = whole
+                        else:
+                            await ws.send_message(frame)
                         if reason is None:
                             expect_frames.append((name, frame))
                             if route == CLIENT_ROUTE:

@@ -137,11 +137,12 @@ def test_wrong_version_and_malformed_messages():
     assert reason_of(decode_hello, bad_version) == "bad_version"
     assert reason_of(decode_hello, b"\xc1garbage") == "bad_handshake"
     assert reason_of(decode_hello, msgpack.packb([b"proof", 1, b"s" * 64])) == "bad_handshake"
-    short_nonce = msgpack.packb([b"hello", 1, PEER_ROUTE, "1", "0", b"n" * 31])
+    v = PROTOCOL_VERSION
+    short_nonce = msgpack.packb([b"hello", v, PEER_ROUTE, "1", "0", b"n" * 31])
     assert reason_of(decode_hello, short_nonce) == "bad_handshake"
-    bad_name = msgpack.packb([b"hello", 1, PEER_ROUTE, "x" * 65, "0", b"n" * 32])
+    bad_name = msgpack.packb([b"hello", v, PEER_ROUTE, "x" * 65, "0", b"n" * 32])
     assert reason_of(decode_hello, bad_name) == "bad_handshake"
-    assert reason_of(decode_proof, msgpack.packb([b"proof", 1, "not bytes"])) == "bad_handshake"
+    assert reason_of(decode_proof, msgpack.packb([b"proof", v, "not bytes"])) == "bad_handshake"
     assert reason_of(decode_welcome, msgpack.packb([b"welcome", True])) == "bad_handshake"
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 import trio.lowlevel
@@ -17,7 +18,7 @@ import trio_websocket
 
 from tests.transport.helpers import IDS, PUB, Recorder, make_listener, wait_until
 from transport import FrameTooLarge, Identity, LinkConfig, LinkDown, PeerLink
-from transport.frames import CLOSE_UNEXPECTED_FRAME
+from transport.frames import CLOSE_UNEXPECTED_FRAME, Limits
 from transport.handshake import ListenerHandshake
 from transport.keys import KeyRing
 
@@ -201,12 +202,48 @@ async def test_full_outbox_blocks_send_and_loss_releases_it(nursery, rec, autoju
     link.close()
 
 
-async def test_frames_over_the_limit_are_refused_locally(nursery, rec):
-    link = PeerLink(IDS["1"], "0", PUB["0"], config=LinkConfig(max_frame=100))
+async def test_messages_over_the_limits_are_refused_locally(nursery, rec):
+    link = PeerLink(IDS["1"], "0", PUB["0"], config=LinkConfig(max_frame=100, max_message=300))
     with pytest.raises(FrameTooLarge):
-        await link.send(b"x" * 101)
+        await link.send(b"x" * 301)  # above the message limit
     with pytest.raises(FrameTooLarge):
-        link.try_send(b"x" * 101)
+        link.try_send(b"x" * 101)  # no fragments without waiting
+
+
+async def test_a_message_above_the_frame_limit_arrives_whole(nursery, rec):
+    limit = 1024
+    port = await nursery.start(
+        make_listener(rec, limits=Limits(peer_max_frame=limit, peer_max_message=10 * limit)).serve
+    )
+    config = attrs.evolve(FAST, max_frame=limit, max_message=10 * limit)
+    link = PeerLink(IDS["1"], "0", PUB["0"], "127.0.0.1", port, config=config)
+    await nursery.start(link.run)
+    with trio.fail_after(5):
+        await link.wait_connected()
+    big = bytes(range(256)) * 20  # 5,120 bytes: six fragments
+    await link.send(b"small")
+    await link.send(big)
+    await link.send(b"after")
+    await wait_until(lambda: len(rec.frames) == 3)
+    assert rec.frames == [("1", b"small"), ("1", big), ("1", b"after")]
+    assert not rec.invalid
+    link.close()
+
+
+async def test_fragments_beyond_the_message_limit_close_the_link(nursery, rec):
+    limit = 1024
+    port = await nursery.start(
+        make_listener(rec, limits=Limits(peer_max_frame=limit, peer_max_message=2 * limit)).serve
+    )
+    config = attrs.evolve(FAST, max_frame=limit, max_message=10 * limit)
+    link = PeerLink(IDS["1"], "0", PUB["0"], "127.0.0.1", port, config=config)
+    await nursery.start(link.run)
+    with trio.fail_after(5):
+        await link.wait_connected()
+    await link.send(b"y" * (5 * limit))
+    await wait_until(lambda: ("1", "oversized") in rec.invalid)
+    assert rec.frames == []
+    link.close()
 
 
 async def test_ping_measures_round_trip(nursery, rec):
