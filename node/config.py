@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "watermark_window": (int, 400),
         "view_change_timeout_s": (float, 2.0),
         "batch_timeout_s": (float, 0.002),
+        "status_interval_s": (float, 1.0),
     },
     "transport": {
         "keepalive_interval_s": (float, 1.0),
@@ -66,6 +67,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "handshake_timeout_s": (float, 5.0),
         "max_peer_frame": (int, 16 * 1024 * 1024),
         "max_client_frame": (int, 64 * 1024),
+        "max_peer_message": (int, 512 * 1024 * 1024),
     },
 }
 
@@ -194,6 +196,13 @@ def _check_ranges(s: dict[str, dict[str, Any]], path: Path) -> None:
     )
     need(c["view_change_timeout_s"] > 0, "[consensus] view_change_timeout_s must be > 0")
     need(c["batch_timeout_s"] >= 0, "[consensus] batch_timeout_s must be >= 0")
+    need(c["status_interval_s"] >= 0, "[consensus] status_interval_s must be >= 0 (0 = off)")
+    tr = s["transport"]
+    need(tr["max_peer_frame"] >= 1024, "[transport] max_peer_frame must be >= 1024")
+    need(
+        tr["max_peer_message"] >= tr["max_peer_frame"],
+        "[transport] max_peer_message must be >= max_peer_frame",
+    )
 
 
 def parse_config(doc: Mapping[str, Any], path: Path) -> ClusterConfig:
@@ -301,11 +310,18 @@ def init_cluster(
     base_port: int = 7000,
     http_base_port: int = 9100,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    hosts: Sequence[str] | None = None,
 ) -> Path:
-    """Write `DIR/cluster.toml` and fresh keys; refuse to overwrite an existing cluster."""
+    """Write `DIR/cluster.toml` and fresh keys; refuse to overwrite an existing cluster.
+    Every replica listens on `host`, or replica I on `hosts[I]` (one host per replica)."""
     d = Path(directory)
     if nodes < 1:
         raise ConfigError(f"--nodes must be >= 1, got {nodes}")
+    if hosts is not None:
+        hosts = [h.strip() for h in hosts]
+        if len(hosts) != nodes or not all(hosts):
+            raise ConfigError(f"--hosts needs {nodes} non-empty hosts, one per replica")
+    replica_hosts = list(hosts) if hosts is not None else [host] * nodes
     f = (nodes - 1) // 3
     for base, name in ((base_port, "--base-port"), (http_base_port, "--http-base-port")):
         if not 0 < base or base + nodes - 1 >= 65536:
@@ -337,7 +353,7 @@ def init_cluster(
     doc["replicas"] = [
         {
             "id": i,
-            "host": host,
+            "host": replica_hosts[i],
             "port": base_port + i,
             "http_port": http_base_port + i,
             "public_key": public_bytes(k).hex(),

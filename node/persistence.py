@@ -24,6 +24,7 @@ import attrs
 from node.consensus.clients import snapshot_digest
 from node.consensus.records import (
     MessageRecord,
+    NewViewRecord,
     StableRecord,
     StoredState,
     ViewRecord,
@@ -42,8 +43,8 @@ def write_round(storage: Storage, records: Sequence[object]) -> None:
         if isinstance(rec, MessageRecord):
             key = rec.key.encode()
             rows[key] = LogRow(key, rec.seq, "message", encode_record(rec))
-        elif isinstance(rec, ViewRecord):
-            meta["view"] = encode_record(rec)
+        elif isinstance(rec, ViewRecord | NewViewRecord):
+            meta[rec.key] = encode_record(rec)
         elif isinstance(rec, StableRecord):
             storage.put_snapshot(rec.seq, rec.digest, rec.snapshot)
             meta["stable"] = encode_record(attrs.evolve(rec, snapshot=b""))
@@ -78,8 +79,9 @@ def load_state(storage: Storage) -> StoredState | None:
     try:
         if "stable" in stored.meta:
             records.append(_with_snapshot(storage, decode_record(stored.meta["stable"])))
-        if "view" in stored.meta:
-            records.append(decode_record(stored.meta["view"]))
+        for key in ("view", "new_view"):
+            if key in stored.meta:
+                records.append(decode_record(stored.meta[key]))
         for row in stored.rows:
             records.append(decode_record(row.data))
     except ValueError as exc:

@@ -18,9 +18,20 @@ has f + 1 replies at once. When a link to a peer comes back, an open circuit to 
 probed at once rather than after its (backed-off) open timeout. `BFT_PROFILE=PATH`
 profiles the process (see `Replica.run`).
 
+Timers fire after the round's events are handled (an event of the round may have re-armed
+them), and a due view-change timer waits until the events that were already in the inbox
+when it came due are handled: commits that waited in a busy replica's inbox must not look
+like a faulty primary.
+
+Admission (`node/shell/admission.py`): a client request is refused at once with
+`Refused("overloaded")` when the replica already tracks more requests than it can execute
+in a share of the view-change timeout, or its inbox is half full.
+
 Degraded mode: while the open circuits leave fewer than 2f reachable peers, the replica
 cannot be part of a quorum; it answers clients at once with `Refused("quorum
-unavailable")`, says so in /status, keeps probing, and leaves the mode when circuits close.
+unavailable")`, says so in /status, keeps probing, and leaves the mode only when 2f
+circuits are closed again (half-open probes do not count, so a replica that is cut off
+does not flip in and out of the mode with every probe).
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ from node.consensus.config import CoreConfig
 from node.consensus.core import ReplicaCore
 from node.consensus.crypto import Signer
 from node.consensus.events import (
+    VIEW_CHANGE_TIMER,
     Broadcast,
     CancelTimer,
     CheckpointStable,
@@ -59,6 +71,7 @@ from node.consensus.events import (
     StateTransferred,
     TimerFired,
     ViewChanged,
+    ViewChangeStarted,
 )
 from node.consensus.messages import (
     Heartbeat,
@@ -78,6 +91,7 @@ from node.replica_net import PeerTraffic
 from node.replica_status import http_routes, metric_hooks
 from node.resilience import BreakerConfig, FallbackConfig, TimeoutConfig
 from node.round_writer import RoundWriter
+from node.shell.admission import Admission
 from node.shell.guard import GuardSet
 from node.storage import Storage
 from transport import (
@@ -93,7 +107,10 @@ from transport.frames import Limits
 
 log = logging.getLogger("bft.replica")
 
-INBOX_SIZE = 20_000
+# About half a second of events at the core loop's pace: a longer backlog would only hold
+# commits back until the view-change timer fires (peer messages beyond it are dropped
+# and counted; the protocol treats them as lost)
+INBOX_SIZE = 4_096
 CLIENT_SHARE = 0.5  # client requests are refused once the inbox is this full
 ROUND_MAX_EVENTS = 512
 # Load-sized batching (see node/consensus/requests.py): the primary keeps one batch in
@@ -184,6 +201,9 @@ class Replica:
         self._replies: dict[Any, list[Reply]] = {}  # this round's replies, by connection
         self._listener: Listener | None = None
         self._timers: dict[str, float] = {}
+        #: events still to handle before a due view-change timer may fire
+        self._vc_defer: int | None = None
+        self.admission = Admission(self.core_cfg.view_change_timeout_s, self.core_cfg.batch_max)
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[Any](INBOX_SIZE)
         self.requests_executed = 0
         self._gauges: tuple[int, int, int, bool] | None = None
@@ -226,7 +246,7 @@ class Replica:
             self.core = ReplicaCore(
                 self.core_cfg, self.id, signer, replica_keys, client_keys, KVStore()
             )
-            actions: list[Any] = []
+            actions: list[Any] = self.core.start()
         else:
             self.core, actions = ReplicaCore.recover(
                 self.core_cfg, self.id, signer, replica_keys, client_keys, KVStore(), stored
@@ -253,6 +273,7 @@ class Replica:
                     handshake_timeout_s=self.transport_cfg["handshake_timeout_s"],
                     backoff_max_s=1.0,
                     max_frame=self.transport_cfg["max_peer_frame"],
+                    max_message=self.transport_cfg["max_peer_message"],
                 ),
                 on_state=self._on_link_state,
                 on_invalid=self._on_invalid,
@@ -270,6 +291,7 @@ class Replica:
             probe=self._probe,
             rng=random.Random(self.rng.random()),
             hooks=metric_hooks(self.metrics, self._on_transition),
+            one_way_sends=True,  # heartbeats are the round trips that show a peer alive
         )
         self.traffic = PeerTraffic(
             self.id,
@@ -293,6 +315,7 @@ class Replica:
                 limits=Limits(
                     peer_max_frame=self.transport_cfg["max_peer_frame"],
                     client_max_frame=self.transport_cfg["max_client_frame"],
+                    peer_max_message=self.transport_cfg["max_peer_message"],
                 ),
                 handshake_timeout_s=self.transport_cfg["handshake_timeout_s"],
             ),
@@ -361,16 +384,38 @@ class Replica:
                         events.append(receive.receive_nowait())
                 except trio.WouldBlock:
                     pass
-            now = trio.current_time()
-            for name, when in sorted(self._timers.items(), key=lambda kv: (kv[1], kv[0])):
-                if when <= now:
-                    del self._timers[name]
-                    events.append(TimerFired(name))
             actions: list[Any] = []
             for event in events:
                 actions.extend(core.handle(event))
             if actions:
+                await self._apply(actions)  # arms and cancels this round's timers first
+            fired = self._due_timers(len(events))
+            if fired:
+                actions = []
+                for name in fired:
+                    actions.extend(core.handle(TimerFired(name)))
                 await self._apply(actions)
+
+    def _due_timers(self, handled: int) -> list[str]:
+        """The timers due now, in deadline order; a due view-change timer waits while
+        events that were in the inbox when it came due are still unhandled."""
+        now = trio.current_time()
+        if self._vc_defer is not None:
+            self._vc_defer -= handled
+        fired = []
+        for name, when in sorted(self._timers.items(), key=lambda kv: (kv[1], kv[0])):
+            if when > now:
+                break
+            if name == VIEW_CHANGE_TIMER:
+                backlog = self.inbox_depth()
+                if backlog and self._vc_defer is None:
+                    self._vc_defer = backlog
+                if backlog and self._vc_defer is not None and self._vc_defer > 0:
+                    continue
+                self._vc_defer = None
+            del self._timers[name]
+            fired.append(name)
+        return fired
 
     async def _apply(self, actions: list[Any]) -> None:
         """Arm the round's timers (they depend on no record) and pass its records and other
@@ -385,6 +430,8 @@ class Replica:
                 records.extend(a.records)
             elif kind is StartTimer:
                 self._timers[a.timer] = now + a.delay_s
+                if a.timer == VIEW_CHANGE_TIMER:
+                    self._vc_defer = None
             elif kind is CancelTimer:
                 self._timers.pop(a.timer, None)
             elif kind is SnapshotTaken:
@@ -411,17 +458,22 @@ class Replica:
             elif kind is Executed:
                 self.metrics.requests_executed.inc(a.n_requests)
                 self.requests_executed += a.n_requests
+                self.admission.executed(a.n_requests, trio.current_time())
                 traffic.note_progress()
             elif kind is FetchState:
-                assert self._nursery is not None
-                wait_s = min(self.breaker_cfg.request_timeout_s, 5.0)
-                self._nursery.start_soon(
-                    traffic.fetch_state, a.seq, lambda: self.core.last_executed, wait_s
-                )
+                self._start_fetch(a.seq)
             elif kind is ViewChanged:
                 self.metrics.view_changes.inc()
                 log.info(
                     "event=view_change replica=%d view=%d primary=%d", self.id, a.view, a.primary
+                )
+            elif kind is ViewChangeStarted:
+                log.info(
+                    "event=view_change_started replica=%d view=%d target=%d reason=%s",
+                    self.id,
+                    a.view,
+                    a.target,
+                    a.reason,
                 )
             elif kind is CheckpointStable:
                 log.debug("event=checkpoint_stable replica=%d seq=%d", self.id, a.seq)
@@ -435,6 +487,23 @@ class Replica:
             self._send_replies()
         traffic.flush()
         self.refresh_gauges()
+
+    def _start_fetch(self, seq: int) -> None:
+        """One fetch task at a time; it reads what the core still wants as it goes."""
+        traffic, core, nursery = self.traffic, self.core, self._nursery
+        assert traffic is not None and core is not None and nursery is not None
+        if traffic.fetching:
+            return
+        log.info(
+            "event=catch_up replica=%d last_executed=%d target=%d",
+            self.id,
+            core.last_executed,
+            seq,
+        )
+        idle_s = min(self.breaker_cfg.request_timeout_s, 2.0)
+        nursery.start_soon(
+            traffic.fetch_state, lambda: core.fetching, lambda: core.last_executed, idle_s
+        )
 
     def refresh_gauges(self) -> None:
         """Set the core's gauges (only when a value changed: this runs every round)."""
@@ -479,14 +548,24 @@ class Replica:
             if len(clients) > MAX_CLIENT_ROUTES:
                 clients.popitem(last=False)
             if self.degraded:
-                self._refuse(conn, request, "quorum unavailable")
-            elif self.inbox_depth() > INBOX_SIZE * CLIENT_SHARE:
-                self._refuse(conn, request, "overloaded")
+                self._refuse(conn, request, "degraded", "quorum unavailable")
+            elif self._overloaded():
+                self._refuse(conn, request, "overloaded", "overloaded")
             else:
                 self._inbox_send.send_nowait(RequestReceived(request))
 
-    def _refuse(self, conn: Any, request: Request, reason: str) -> None:
-        self.metrics.client_refused.labels(reason).inc()
+    def _overloaded(self) -> bool:
+        core = self.core
+        assert core is not None
+        return self.admission.overloaded(
+            core.pending_count,
+            self.inbox_depth(),
+            int(INBOX_SIZE * CLIENT_SHARE),
+            trio.current_time(),
+        )
+
+    def _refuse(self, conn: Any, request: Request, label: str, reason: str) -> None:
+        self.metrics.client_refused.labels(label).inc()
         refused = Refused(request.client, request.timestamp, self.id, reason)
         try:
             conn.send_nowait(refused.wire)
@@ -582,8 +661,12 @@ class Replica:
     def _on_transition(self, peer: str, old: str, new: str) -> None:
         log.info("event=circuit replica=%d peer=%s from=%s to=%s", self.id, peer, old, new)
         assert self.guards is not None
+        needed = 2 * self.cfg.f
+        if self.degraded:  # out only once 2f circuits are closed, not merely probing
+            degraded = self.guards.closed_count() < needed
+        else:
+            degraded = len(self.peers) - self.guards.open_count() < needed
         reachable = len(self.peers) - self.guards.open_count()
-        degraded = reachable < 2 * self.cfg.f
         if degraded != self.degraded:
             self.degraded = degraded
             log.warning(

@@ -15,7 +15,7 @@ fallback queue, so the core loop never waits on a slow peer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from functools import partial
 
 import trio
@@ -40,6 +40,7 @@ log = logging.getLogger("bft.replica")
 
 OUTQ_SIZE = 1024  # groups of frames per peer
 MAX_ACKS_IN_FLIGHT = 256
+FETCH_ROUNDS = 3
 ACK_CONNECT_WAIT_S = 1.0
 Item = tuple[bytes, int, Hashable | None, float]  # frame, priority, key, not_before
 
@@ -81,7 +82,7 @@ class PeerTraffic:
             peer: trio.open_memory_channel(OUTQ_SIZE) for peer in links
         }
         self._buffered: dict[str, list[Item]] = {peer: [] for peer in links}
-        self.fetching: int | None = None
+        self.fetching = False  # a fetch task is running
         self.startup_until = 0.0  # set by the replica when it starts
         self.progress = trio.Event()  # set when the core reports execution progress
         self.nursery: trio.Nursery | None = None  # set by the replica when it starts
@@ -157,7 +158,7 @@ class PeerTraffic:
                 await self.send_raw(peer, frame)
                 sent += 1
 
-        result = await self.guards.guarded(guard, send_all)
+        result = await self.guards.guarded(guard, send_all, one_way=True)
         if result.ok:
             # a delivered message supersedes an older queued one with the same key
             for _, _, key, _ in items:
@@ -241,33 +242,48 @@ class PeerTraffic:
 
     # -- state transfer -------------------------------------------------------------------
 
-    async def fetch_state(self, seq: int, last_executed, wait_s: float) -> None:
-        """Ask the healthiest peers, one at a time, for stable checkpoint `seq` until the
-        core has executed up to it (the response goes through the core's checks)."""
-        if self.fetching is not None and self.fetching >= seq:
+    async def fetch_state(
+        self, fetching: Callable[[], int | None], after: Callable[[], int], idle_s: float
+    ) -> None:
+        """While the core wants to catch up (``fetching()`` is not None): ask the
+        healthiest peers, one at a time, for what they executed after ``after()`` (the
+        answers go through the core's checks), staying with a peer while its answers
+        keep the replica executing and moving on after ``idle_s`` without progress.
+        Gives up after ``FETCH_ROUNDS`` rounds of the peers; the core asks again at its
+        next status tick if it is still behind."""
+        if self.fetching:
             return
-        self.fetching = seq
-        request = StateRequest(seq, self.me)
-        frame = request.wire
+        self.fetching = True
         try:
-            for attempt in range(1, 6):
+            for attempt in range(1, FETCH_ROUNDS + 1):
                 for peer in self.guards.best_peers():
-                    if last_executed() >= seq:
+                    if fetching() is None:
                         return
-                    result = await self.guards.call(peer, lambda p=peer: self.send_raw(p, frame))
+                    frame = StateRequest(after(), self.me).wire
+                    guard = self.guards[peer]
+                    result = await self.guards.guarded(
+                        guard, self.send_raw, peer, frame, one_way=True
+                    )
                     if not result.ok:
                         continue
-                    log.info("event=state_fetch seq=%d peer=%s attempt=%d", seq, peer, attempt)
-                    with trio.move_on_after(wait_s):
-                        while last_executed() < seq:
+                    log.info(
+                        "event=state_fetch after=%d target=%s peer=%s attempt=%d",
+                        after(),
+                        fetching(),
+                        peer,
+                        attempt,
+                    )
+                    while fetching() is not None:
+                        with trio.move_on_after(idle_s) as idle:
                             await self.progress.wait()
-                    if last_executed() >= seq:
+                        if idle.cancelled_caught:
+                            break
+                    if fetching() is None:
                         return
-                await trio.sleep(min(wait_s, 0.5 * attempt))
-            log.warning("event=state_fetch_gave_up seq=%d", seq)
+                await trio.sleep(min(idle_s, 0.5 * attempt))
+            log.warning("event=state_fetch_gave_up after=%d target=%s", after(), fetching())
         finally:
-            if self.fetching == seq:
-                self.fetching = None
+            self.fetching = False
 
     def note_progress(self) -> None:
         self.progress.set()

@@ -36,11 +36,13 @@ from node.consensus.messages import (
     RequestBatch,
     StateRequest,
     StateResponse,
+    Status,
     ViewChange,
 )
 
 #: 2: requests carry an authenticator (MAC vector) after the signature
-VERSION = 2
+#: 3: state requests name what the asker has executed; status messages
+VERSION = 3
 
 MAX_INT = 2**63 - 1
 MAX_REPLICAS = 1024
@@ -228,7 +230,7 @@ NEW_VIEW = _Struct(
         ("signature", SIGNATURE),
     ],
 )
-STATE_REQUEST = _Struct(StateRequest, [("seq", U64), ("sender", SENDER)])
+STATE_REQUEST = _Struct(StateRequest, [("after", U64), ("sender", SENDER)])
 COMMITTED_ENTRY = _Struct(
     CommittedEntry,
     [("pre_prepare", PRE_PREPARE), ("commits", _ListOf(COMMIT, MAX_REPLICAS))],
@@ -251,6 +253,10 @@ REFUSED = _Struct(
         ("replica", SENDER),
         ("reason", _Str(1, MAX_REASON_LEN)),
     ],
+)
+STATUS = _Struct(
+    Status,
+    [("sender", SENDER), ("view", U64), ("last_executed", U64), ("stable_seq", U64)],
 )
 HEARTBEAT = _Struct(Heartbeat, [("sender", SENDER), ("nonce", U64)])
 HEARTBEAT_ACK = _Struct(HeartbeatAck, [("sender", SENDER), ("nonce", U64)])
@@ -275,6 +281,7 @@ TAGS: dict[int, _Struct] = {
     13: HEARTBEAT_ACK,
     14: REQUEST_BATCH,
     15: REPLY_BATCH,
+    16: STATUS,
 }
 _BY_CLASS: dict[type, tuple[int, _Struct]] = {spec.cls: (tag, spec) for tag, spec in TAGS.items()}
 

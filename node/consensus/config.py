@@ -22,6 +22,8 @@ class CoreConfig:
     batch is cut while fewer than that many batches are in flight, at the end of the round,
     and ``batch_timeout_s`` is not used; 0 keeps the timer alone.
     ``max_pending`` bounds the requests a replica tracks while they wait to be ordered.
+    Every ``status_interval_s`` a replica sends its peers a ``Status`` (0 turns that off:
+    then a replica that fell behind learns it only from checkpoints and view changes).
     """
 
     n: int = 4
@@ -33,6 +35,7 @@ class CoreConfig:
     batch_timeout_s: float = 0.002
     max_pending: int = 100_000
     max_in_flight: int = 0
+    status_interval_s: float = 1.0
 
     def __attrs_post_init__(self) -> None:
         if self.f < 0 or self.n < 3 * self.f + 1:
@@ -48,6 +51,8 @@ class CoreConfig:
             raise ValueError("batch_timeout_s must be >= 0")
         if self.max_in_flight < 0:
             raise ValueError("max_in_flight must be >= 0")
+        if self.status_interval_s < 0:
+            raise ValueError("status_interval_s must be >= 0")
 
     @property
     def quorum(self) -> int:

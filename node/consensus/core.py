@@ -54,6 +54,7 @@ from node.consensus.config import CoreConfig
 from node.consensus.crypto import Signer, VerifyCache, mac_matches, sign_message
 from node.consensus.events import (
     BATCH_TIMER,
+    STATUS_TIMER,
     VIEW_CHANGE_TIMER,
     Action,
     Broadcast,
@@ -79,6 +80,7 @@ from node.consensus.messages import (
     Request,
     StateRequest,
     StateResponse,
+    Status,
     ViewChange,
     batch_digest,
 )
@@ -86,11 +88,12 @@ from node.consensus.quorum import CertContext
 from node.consensus.records import MessageRecord
 from node.consensus.recovery import RecoveryMixin
 from node.consensus.requests import RequestMixin
+from node.consensus.sync import SyncMixin
 from node.consensus.transfer import CheckpointMixin
 from node.consensus.views import ViewChangeMixin
 
 
-class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, RecoveryMixin):
+class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, SyncMixin, RecoveryMixin):
     def __init__(
         self,
         cfg: CoreConfig,
@@ -142,7 +145,7 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, RecoveryMixin)
         self._out: list[Action] = []
         self._replaying = False
         self._init_views()
-        self._init_transfer()
+        self._init_sync()
 
     # --- read-only status -------------------------------------------------------------
 
@@ -170,6 +173,16 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, RecoveryMixin)
     @property
     def in_view_change(self) -> bool:
         return self._in_vc
+
+    @property
+    def view_change_target(self) -> int:
+        """The view this replica is changing to (its view when not changing)."""
+        return self._vc_target if self._in_vc else self._view
+
+    @property
+    def pending_count(self) -> int:
+        """Client requests this replica tracks that have not executed yet."""
+        return len(self._pending)
 
     @property
     def low_watermark(self) -> int:
@@ -293,6 +306,7 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, RecoveryMixin)
         if type(sender) is not int or not 0 <= sender < self.cfg.n or sender == self.me:
             self._reject(sender, "unknown_sender")
             return
+        self._heard[sender] = self._tick
         kind = type(msg)
         if kind is Request:
             self._on_request(msg, from_client=False)
@@ -312,19 +326,30 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, RecoveryMixin)
         self._timers[name] = False
         if name == BATCH_TIMER:
             self._cut_batches(force=True)
+        elif name == STATUS_TIMER:
+            self._on_status_tick()
         elif name == VIEW_CHANGE_TIMER:
             if self._in_vc:
-                self._start_view_change(self._vc_target + 1)
+                self._start_view_change(self._vc_target + 1, "no_new_view")
+            elif self._pending and self._behind():
+                # the others are executing: this replica lacks the log, not a primary
+                self._start_timer(VIEW_CHANGE_TIMER, self._vc_timeout())
+                self._request_fetch(self._cluster_executed(), again=True)
+            elif self._pending and self._cut_off():
+                self._start_timer(VIEW_CHANGE_TIMER, self._vc_timeout())  # see sync.py
             elif self._pending:
-                self._start_view_change(self._view + 1)
+                self._start_view_change(self._view + 1, "timeout")
 
     # --- normal case ------------------------------------------------------------------
 
     def _vote_view_ok(self, sender: int, view: int) -> bool | None:
-        """True: process; False: keep the vote but the view is not active; None: drop."""
+        """True: process; False: keep the vote but the view is not active (one being
+        entered, or the one being left: its commits still prove batches); None: drop."""
         active = self._vc_target if self._in_vc else self._view
         if view == active:
             return not self._in_vc
+        if self._in_vc and self._view <= view < active:
+            return False  # a view this replica left (or missed) still commits batches
         if view < active:
             return None  # merely old
         if not self._in_vc and view == self._view + 1:
@@ -341,6 +366,9 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, RecoveryMixin)
         return True
 
     def _on_pre_prepare(self, sender: int, pp: PrePrepare) -> None:
+        if self._in_vc and self._view <= pp.view < self._vc_target:
+            self._learn_pre_prepare(sender, pp)
+            return
         if self._in_vc or pp.view != self._view:
             # Not the active view: old (drop), the view being entered (keep), or wrong.
             upcoming = self._vc_target if self._in_vc else self._view + 1
@@ -380,9 +408,30 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, RecoveryMixin)
                 return
         self._accept_pre_prepare(slot, pp)
 
+    def _learn_pre_prepare(self, sender: int, pp: PrePrepare) -> None:
+        """In a view change: keep a pre-prepare of a view below the target (the one being
+        left, or one this replica missed) without voting for it, so that its batch
+        executes if 2f + 1 commits prove it committed."""
+        if sender != self.primary_of(pp.view) or not self._seq_ok(sender, pp.seq):
+            return
+        slot = self._log.slot(pp.seq)
+        held = slot.pre_prepare
+        if slot.committed is not None or (held is not None and held.view >= pp.view):
+            return  # known, or equivocation that cannot matter: nothing is voted here
+        if not self._digest_matches(pp):
+            self._reject(sender, "digest_mismatch")
+            return
+        if not self._sig_ok(pp):
+            self._reject(sender, "bad_signature")
+            return
+        slot.pre_prepare = pp
+        slot.pp_durable = False
+        self._check_committed(slot)
+
     def _accept_pre_prepare(self, slot: Slot, pp: PrePrepare) -> None:
         """Backup: log ``pp`` (already checked) and vote for it."""
         slot.pre_prepare = pp
+        slot.pp_durable = True
         prepare = self._sign(Prepare(pp.view, pp.seq, pp.digest, self.me))
         slot.add_prepare(prepare)
         self._persist(MessageRecord(pp), MessageRecord(prepare))
@@ -421,6 +470,8 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, RecoveryMixin)
                 self._check_prepared(slot)
             else:
                 self._check_committed(slot)
+        elif not is_prepare and self._in_vc:
+            self._check_committed(slot)  # a view below the target still commits batches
 
     def _check_prepared(self, slot: Slot) -> None:
         pp = slot.pre_prepare
@@ -445,16 +496,24 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, RecoveryMixin)
         self._check_committed(slot)
 
     def _check_committed(self, slot: Slot) -> None:
+        """Committed: the pre-prepare and 2f + 1 matching commits of its view. Those prove
+        that f + 1 correct replicas prepared the batch, whether or not this one did."""
         pp = slot.pre_prepare
-        if slot.committed is not None or pp is None or slot.prepared_view != pp.view:
+        if slot.committed is not None or pp is None:
             return
-        if slot.commit_count(pp.view, pp.digest) >= self.quorum_size():
-            slot.committed = pp
-            # the commit certificate is durable before anything it lets this replica do
-            # (execute, reply) leaves it
-            votes = slot.commits.get((pp.view, pp.digest), {})
-            self._persist(*(MessageRecord(votes[s]) for s in sorted(votes) if s != self.me))
-            self._execute_ready()
+        votes = slot.commits.get((pp.view, pp.digest))
+        quorum = self.quorum_size()
+        if votes is None or len(votes) < quorum:
+            return
+        slot.committed = pp
+        slot.commit_cert = tuple(votes[s] for s in sorted(votes)[:quorum])
+        # the commit certificate is durable before anything it lets this replica do
+        # (execute, reply) leaves it
+        if not slot.pp_durable:
+            slot.pp_durable = True
+            self._persist(MessageRecord(pp))
+        self._persist(*(MessageRecord(votes[s]) for s in sorted(votes) if s != self.me))
+        self._execute_ready()
 
     # --- execution --------------------------------------------------------------------
 
@@ -470,6 +529,7 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, RecoveryMixin)
                 self._take_checkpoint()
         if progressed:
             self._vc_failures = 0
+            self._fetch_progress()
             self._refresh_request_timer()
             if self.cfg.max_in_flight and self._queue:
                 self._cut_batches(force=False)  # a batch left the pipeline: room for the next
@@ -498,4 +558,5 @@ ReplicaCore._HANDLERS = {
     NewView: ReplicaCore._on_new_view,
     StateRequest: ReplicaCore._on_state_request,
     StateResponse: ReplicaCore._on_state_response,
+    Status: ReplicaCore._on_status,
 }

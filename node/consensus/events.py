@@ -3,8 +3,9 @@
 The shell applies the actions of one ``handle`` call in order. ``Persist`` must be durable
 before any later action of the same round is performed (one transaction per round).
 
-Timer names used by the core: ``"batch"`` (primary: cut a partial batch) and
-``"view_change"`` (a request waits too long, or a view change takes too long).
+Timer names used by the core: ``"batch"`` (primary: cut a partial batch),
+``"view_change"`` (a request waits too long, or a view change takes too long) and
+``"status"`` (every ``status_interval_s``: tell the peers where this replica is).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from node.consensus.messages import Message, Reply, Request
 #: Timer names the core arms (``StartTimer``) and expects back (``TimerFired``).
 BATCH_TIMER = "batch"
 VIEW_CHANGE_TIMER = "view_change"
+STATUS_TIMER = "status"
 
 # --- events ------------------------------------------------------------------------------
 
@@ -89,10 +91,11 @@ class CancelTimer:
 
 @attrs.frozen
 class FetchState:
-    """Fetch stable checkpoint ``seq`` (state digest ``state_digest``) from peers."""
+    """This replica is behind: ask peers (healthiest first, one at a time) for what they
+    executed after ``core.last_executed`` with ``StateRequest``, until ``core.fetching``
+    is ``None`` (reached ``seq``, the point a certified checkpoint or f+1 peers showed)."""
 
     seq: int
-    state_digest: bytes
 
 
 @attrs.frozen
@@ -107,6 +110,18 @@ class Executed:
 class ViewChanged:
     view: int
     primary: int
+
+
+@attrs.frozen
+class ViewChangeStarted:
+    """This replica left its view for ``target``; ``reason`` is ``timeout`` (a request
+    waited too long), ``no_new_view`` (the view change gathered a quorum but no valid
+    ``NewView`` came in time), ``joined`` (f+1 peers asked for higher views) or
+    ``restart`` (it was changing views when it stopped)."""
+
+    view: int
+    target: int
+    reason: str
 
 
 @attrs.frozen
@@ -150,6 +165,7 @@ Action = (
     | FetchState
     | Executed
     | ViewChanged
+    | ViewChangeStarted
     | CheckpointStable
     | Rejected
     | StateTransferred
@@ -159,6 +175,7 @@ Action = (
 INFORMATIONAL: tuple[type, ...] = (
     Executed,
     ViewChanged,
+    ViewChangeStarted,
     CheckpointStable,
     Rejected,
     StateTransferred,

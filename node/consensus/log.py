@@ -3,7 +3,8 @@
 A ``Slot`` holds the pre-prepare accepted for the latest view, the prepare and commit votes
 (keyed by ``(view, digest)`` so votes that arrive before their pre-prepare are kept), the
 highest-view prepared certificate (reported in view changes) and, once committed, the
-pre-prepare whose batch will be executed. The ``Log`` creates slots on demand and drops
+pre-prepare whose batch will be executed with the 2f+1 commits that prove it (kept across
+view changes, so the slot can be handed to a replica that is catching up). The ``Log`` creates slots on demand and drops
 them at garbage collection (everything at or below the stable checkpoint) and old-view
 votes at a view change, so its size is bounded by the watermark window.
 """
@@ -34,6 +35,11 @@ class Slot:
     prepared_view: int = -1
     #: the pre-prepare whose batch is committed (kept across view changes)
     committed: PrePrepare | None = None
+    #: the quorum of matching commits that proves ``committed``
+    commit_cert: tuple[Commit, ...] = ()
+    #: ``pre_prepare`` is in this replica's durable log (it was accepted, proposed,
+    #: re-issued or recovered, not merely seen while this replica changed views)
+    pp_durable: bool = False
 
     def add_prepare(self, prepare: Prepare) -> str:
         return _add_vote(self.prepares, self.prepare_votes, prepare)
@@ -62,6 +68,7 @@ class Slot:
                 del index[key]
         if self.pre_prepare is not None and self.pre_prepare.view < view:
             self.pre_prepare = None
+            self.pp_durable = False
 
 
 def _add_vote(

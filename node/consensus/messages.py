@@ -160,9 +160,11 @@ class NewView(_Message):
 
 @attrs.frozen
 class StateRequest(_Message):
-    """Ask a peer for its stable checkpoint at or above ``seq``."""
+    """Ask a peer for what it has executed after ``after`` (the asker's last executed
+    sequence number): its stable checkpoint if that is above ``after``, and the commit
+    certificates of the batches it executed above that."""
 
-    seq: int
+    after: int
     sender: int
 
 
@@ -179,15 +181,31 @@ class CommittedEntry:
 
 @attrs.frozen
 class StateResponse(_Message):
-    """A stable checkpoint: the core snapshot and 2f+1 signed checkpoints certifying it,
-    plus the responder's committed log entries above it (so a replica that was away
-    catches up to the responder's last executed batch, not only to the checkpoint)."""
+    """State after ``seq``: with a ``snapshot``, the responder's stable checkpoint ``seq``
+    (the core snapshot and 2f+1 signed checkpoints certifying it); without one (empty
+    snapshot and proof), nothing but the entries. ``entries`` are commit certificates for
+    ``seq + 1, seq + 2, ...`` in order, so a replica that was away catches up to the
+    responder's last executed batch, not only to a checkpoint. A long answer is split
+    into several responses, each starting where the previous one ended."""
 
     seq: int
     snapshot: bytes
     proof: tuple[Checkpoint, ...]
     sender: int
     entries: tuple[CommittedEntry, ...] = ()
+
+
+@attrs.frozen
+class Status(_Message):
+    """A replica's periodic word to its peers: the view it is in, its last executed and
+    its stable checkpoint. Not signed (peer links are authenticated) and never proof of
+    anything: a peer reported behind gets the ``NewView`` of a later view, a replica
+    that f+1 peers report ahead of it fetches what it lacks; both are checked."""
+
+    sender: int
+    view: int
+    last_executed: int
+    stable_seq: int
 
 
 @attrs.frozen
@@ -243,6 +261,7 @@ Message = (
     | NewView
     | StateRequest
     | StateResponse
+    | Status
     | Refused
     | Heartbeat
     | HeartbeatAck

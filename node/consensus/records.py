@@ -4,6 +4,9 @@ Every record has a stable ``key`` (str) and a ``seq`` (int). Storage rules:
 
 =================  =========================================================================
 ``ViewRecord``     key ``"view"``: insert or replace. Never deleted.
+``NewViewRecord``  key ``"new_view"``: insert or replace. Never deleted. The ``NewView``
+                   of the view this replica entered last, kept so that after a restart
+                   it can still show a replica in an older view the proof of its view.
 ``StableRecord``   key ``"stable"``: insert or replace; then delete every ``MessageRecord``
                    with ``seq <= record.seq`` (garbage collection of the log).
 ``MessageRecord``  key ``"<kind>/<view>/<seq>/<sender>"``: insert or replace (a key always
@@ -24,7 +27,7 @@ import attrs
 import msgpack
 
 from node.consensus import codec
-from node.consensus.messages import Checkpoint, Commit, Prepare, PrePrepare
+from node.consensus.messages import Checkpoint, Commit, NewView, Prepare, PrePrepare
 
 _KIND = {PrePrepare: "pre_prepare", Prepare: "prepare", Commit: "commit"}
 
@@ -40,6 +43,21 @@ class ViewRecord:
     @property
     def key(self) -> str:
         return "view"
+
+    @property
+    def seq(self) -> int:
+        return 0
+
+
+@attrs.frozen
+class NewViewRecord:
+    """The ``NewView`` that let this replica enter its current view."""
+
+    new_view: NewView
+
+    @property
+    def key(self) -> str:
+        return "new_view"
 
     @property
     def seq(self) -> int:
@@ -76,7 +94,7 @@ class MessageRecord:
         return self.msg.seq
 
 
-Record = ViewRecord | StableRecord | MessageRecord
+Record = ViewRecord | NewViewRecord | StableRecord | MessageRecord
 
 
 def encode_record(record: Record) -> bytes:
@@ -84,6 +102,8 @@ def encode_record(record: Record) -> bytes:
         return msgpack.packb(["message", codec.encode(record.msg)])
     if isinstance(record, ViewRecord):
         return msgpack.packb(["view", record.view, record.view_change_to])
+    if isinstance(record, NewViewRecord):
+        return msgpack.packb(["new_view", codec.encode(record.new_view)])
     return msgpack.packb(
         [
             "stable",
@@ -107,6 +127,10 @@ def decode_record(data: bytes) -> Record:
         elif kind == "view" and len(obj) == 3:
             if type(obj[1]) is int and (obj[2] is None or type(obj[2]) is int):
                 return ViewRecord(obj[1], obj[2])
+        elif kind == "new_view" and len(obj) == 2:
+            msg = codec.decode(obj[1])
+            if isinstance(msg, NewView):
+                return NewViewRecord(msg)
         elif kind == "stable" and len(obj) == 5:
             proof = tuple(codec.decode(b) for b in obj[4])
             if (
@@ -127,6 +151,7 @@ class StoredState:
 
     view: int = 0
     view_change_to: int | None = None
+    new_view: NewView | None = None
     stable_seq: int = 0
     snapshot: bytes | None = None
     proof: tuple[Checkpoint, ...] = ()
@@ -140,6 +165,8 @@ class StoredState:
         for record in records:
             if isinstance(record, ViewRecord):
                 state.view, state.view_change_to = record.view, record.view_change_to
+            elif isinstance(record, NewViewRecord):
+                state.new_view = record.new_view
             elif isinstance(record, StableRecord):
                 state.stable_seq, state.snapshot = record.seq, record.snapshot
                 state.proof = record.proof

@@ -9,7 +9,9 @@ accepted (and, as primary, issued) and every prepare and commit it sent was pers
 it was sent, the recovered core never accepts a conflicting pre-prepare, never reuses a
 sequence number and reports the same prepared certificates in view changes.
 
-The returned actions then re-execute the committed entries above the stable checkpoint
+Committed means proved by a stored commit certificate, whether the replica gathered it or
+received it while catching up. The returned actions then re-execute the committed entries
+above the stable checkpoint
 (``Executed``, replies, ``Checkpoint`` broadcasts identical to the ones sent before the
 crash), send the commit of any slot that had prepared but whose commit was not yet stored,
 and, if the replica was in a view change, re-broadcast its ``ViewChange`` and re-arm the
@@ -29,6 +31,7 @@ from node.consensus.clients import decode_snapshot, snapshot_digest
 from node.consensus.config import CoreConfig
 from node.consensus.crypto import Signer
 from node.consensus.events import Action
+from node.consensus.log import Slot
 from node.consensus.messages import Commit, Prepare, PreparedCert, PrePrepare
 from node.consensus.records import MessageRecord, StoredState
 
@@ -68,56 +71,66 @@ class RecoveryMixin:
                 tuple(stored.proof),
             )
         self._view = self._vc_target = stored.view
+        if stored.new_view is not None and stored.new_view.view == stored.view:
+            self._new_view_msg = stored.new_view
         self._replaying = True
         try:
             self._replay(stored.records)
         finally:
             self._replaying = False
+        self._recovering = True
         if stored.view_change_to is not None and stored.view_change_to > self._view:
-            self._start_view_change(stored.view_change_to)
+            self._start_view_change(stored.view_change_to, "restart")
         else:
             self._resume_commits()
         self._execute_ready()
+        self._arm_status()
         self._out = []
         return out
 
     def _replay(self: ReplicaCore, records: list[MessageRecord]) -> None:
+        """Rebuild the log from stored messages: pre-prepares (of every view), votes, the
+        highest-view prepared certificate of each slot and every slot a stored commit
+        certificate proves committed, however this replica came to hold it."""
         low, high = self._ckpt.stable_seq, self.high_watermark
         msgs = [r.msg for r in records if low < r.msg.seq <= high]
         msgs.sort(key=lambda m: (m.view, _RANK[type(m)], m.seq, m.sender))
-        needed = self.quorum_size() - 1
-        touched: dict[int, set[int]] = {}
+        pps: dict[int, dict[int, PrePrepare]] = {}
         for msg in msgs:
             slot = self._log.slot(msg.seq)
             kind = type(msg)
             if kind is PrePrepare:
+                pps.setdefault(msg.seq, {})[msg.view] = msg
                 slot.pre_prepare = msg
+                slot.pp_durable = True
                 if msg.sender == self.me and msg.view == self._view:
                     self._next_seq = max(self._next_seq, msg.seq + 1)
             elif kind is Prepare:
                 slot.add_prepare(msg)
             else:
                 slot.add_commit(msg)
-            touched.setdefault(msg.view, set()).add(msg.seq)
-        for view in sorted(touched):
-            for seq in sorted(touched[view]):
-                slot = self._log.slot(seq)
-                pp = slot.pre_prepare
-                if pp is None or pp.view != view:
-                    continue
-                votes = slot.prepares.get((view, pp.digest), {})
-                if len(votes) < needed:
-                    continue
+        for seq in sorted(pps):
+            self._rebuild_slot(self._log.slot(seq), pps[seq])
+        self._log.drop_views_below(self._view)
+        self._next_seq = max(self._next_seq, self._last_executed + 1)
+
+    def _rebuild_slot(self: ReplicaCore, slot: Slot, by_view: dict[int, PrePrepare]) -> None:
+        needed = self.quorum_size() - 1
+        for view in sorted(by_view):
+            pp = by_view[view]
+            votes = slot.prepares.get((view, pp.digest), {})
+            if len(votes) >= needed:
                 slot.prepared_cert = PreparedCert(
                     pp, tuple(votes[s] for s in sorted(votes)[:needed])
                 )
                 slot.prepared_view = view
-                if slot.committed is None and slot.commit_count(view, pp.digest) >= (
-                    self.quorum_size()
-                ):
-                    slot.committed = pp
-        self._log.drop_views_below(self._view)
-        self._next_seq = max(self._next_seq, self._last_executed + 1)
+        batches = {pp.digest: pp for _, pp in sorted(by_view.items())}
+        quorum = self.quorum_size()
+        for (_view, digest), votes in sorted(slot.commits.items()):
+            if len(votes) >= quorum and digest in batches:
+                slot.committed = batches[digest]
+                slot.commit_cert = tuple(votes[s] for s in sorted(votes)[:quorum])
+                break
 
     def _resume_commits(self: ReplicaCore) -> None:
         """Send the commit of slots that prepared in this view before the crash but whose

@@ -65,10 +65,10 @@ class RequestMixin:
         if is_new:
             self._pending.pop(req.client, None)
             self._pending[req.client] = req
+        if self._in_vc:
+            return  # the view change's own timer runs (views.py)
         if not self._timers.get(VIEW_CHANGE_TIMER):
             self._start_timer(VIEW_CHANGE_TIMER, self._vc_timeout())
-        if self._in_vc:
-            return
         if self.primary == self.me:
             if is_new and req.key not in self._proposed:
                 self._queue.pop(req.client, None)
@@ -140,6 +140,7 @@ class RequestMixin:
             self._proposed.add(req.key)
         slot = self._log.slot(seq)
         slot.pre_prepare = pp
+        slot.pp_durable = True
         self._persist(MessageRecord(pp))
         self._broadcast(pp)
         self._check_prepared(slot)

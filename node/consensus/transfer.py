@@ -5,14 +5,15 @@ If this replica executed ``seq`` and its own snapshot has that digest, the check
 stable: it persists a ``StableRecord`` and garbage-collects the log, votes and snapshots at
 or below ``seq`` (the low watermark moves, and the primary may propose again). Otherwise it
 is behind (or, if it executed ``seq`` with another digest, diverged): it still moves its low
-watermark to ``seq`` and emits ``FetchState(seq, digest)``.
+watermark to ``seq`` and fetches (``FetchState``, see ``sync.py`` for the other reasons).
 
-The shell sends ``StateRequest``s and feeds ``StateResponse``s back. A response is accepted
-if its proof holds ``quorum_size()`` valid signed checkpoints and the snapshot hashes to
-the certified digest; the core then restores the app and the client table from it, sets
-``last_executed = stable = seq`` and executes any committed log entries above ``seq``.
-A replica answers a ``StateRequest`` with its own stable checkpoint if that is at least
-the requested sequence number.
+The shell sends ``StateRequest(after=last_executed)`` to one peer at a time and feeds the
+``StateResponse``s back. A peer answers with what it executed after ``after``: its stable
+checkpoint (snapshot plus 2f+1 signed checkpoints) if that is above ``after``, and the
+commit certificates (pre-prepare plus 2f+1 signed commits) of every batch it executed above
+that, split into responses of at most ``MAX_RESPONSE_BYTES`` of entries. A snapshot is
+accepted only if it hashes to the digest 2f+1 replicas signed; each certificate is checked
+before its batch executes, and written to the log with it, so a restart re-executes it.
 """
 
 from __future__ import annotations
@@ -20,25 +21,28 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from node.consensus.clients import decode_snapshot, snapshot_digest
-from node.consensus.events import CheckpointStable, FetchState, Send, StateTransferred
+from node.consensus.events import CheckpointStable, Send, StateTransferred
 from node.consensus.log import DUPLICATE, EQUIVOCATION
-from node.consensus.messages import Checkpoint, CommittedEntry, StateRequest, StateResponse
-from node.consensus.quorum import check_checkpoint_proof
-from node.consensus.records import StableRecord
+from node.consensus.messages import (
+    Checkpoint,
+    Commit,
+    CommittedEntry,
+    PrePrepare,
+    StateRequest,
+    StateResponse,
+)
+from node.consensus.quorum import check_checkpoint_proof, distinct_senders
+from node.consensus.records import MessageRecord, StableRecord
 
 if TYPE_CHECKING:
     from node.consensus.core import ReplicaCore
 
+#: bytes of commit certificates per StateResponse (a snapshot alone may be larger; the
+#: shell's transport splits frames above its limit)
+MAX_RESPONSE_BYTES = 4 << 20
+
 
 class CheckpointMixin:
-    def _init_transfer(self: ReplicaCore) -> None:
-        #: (seq, digest) of the certified checkpoint being fetched, if any
-        self._fetching: tuple[int, bytes] | None = None
-
-    @property
-    def fetching(self: ReplicaCore) -> tuple[int, bytes] | None:
-        return self._fetching
-
     # --- checkpoint votes ---------------------------------------------------------------
 
     def _on_checkpoint(self: ReplicaCore, sender: int, cp: Checkpoint) -> None:
@@ -56,6 +60,7 @@ class CheckpointMixin:
         if outcome == EQUIVOCATION:
             self._reject(sender, "equivocation")
             return
+        self._note_executed_by(sender, cp.seq)
         self._check_stable(cp.seq)
 
     def _check_stable(self: ReplicaCore, seq: int) -> None:
@@ -77,9 +82,7 @@ class CheckpointMixin:
             self._ckpt.set_stable(seq, digest, None, proof)  # type: ignore[arg-type]
             self._log.collect_garbage(seq)
             self._gc_future(seq)
-        if self._fetching is None or seq > self._fetching[0]:
-            self._fetching = (seq, digest)
-            self._emit(FetchState(seq, digest))
+        self._request_fetch(seq)
 
     def _make_stable(
         self: ReplicaCore, seq: int, digest: bytes, snapshot: bytes, proof: tuple[Checkpoint, ...]
@@ -89,67 +92,89 @@ class CheckpointMixin:
         self._gc_future(seq)
         self._persist(StableRecord(seq, digest, snapshot, proof))
         self._emit(CheckpointStable(seq))
-        if self._fetching is not None and self._fetching[0] <= seq:
-            self._fetching = None
         self._cut_batches(force=False)
 
     def _gc_future(self: ReplicaCore, seq: int) -> None:
         for key in [k for k in self._future_pps if k[1] <= seq]:
             del self._future_pps[key]
 
-    # --- state transfer -----------------------------------------------------------------
+    # --- answering a replica that is behind ---------------------------------------------
 
     def _on_state_request(self: ReplicaCore, sender: int, req: StateRequest) -> None:
         ckpt = self._ckpt
-        if (
-            ckpt.stable_seq == 0
-            or ckpt.stable_seq < req.seq
-            or ckpt.stable_snapshot is None
-            or self._last_executed < ckpt.stable_seq
-        ):
+        if self._last_executed <= req.after:
+            return  # nothing the asker lacks
+        if ckpt.stable_seq > req.after:
+            # the log at or below the stable checkpoint is gone: send the checkpoint
+            if ckpt.stable_snapshot is None or self._last_executed < ckpt.stable_seq:
+                return  # fetching it ourselves
+            base, snapshot, proof = ckpt.stable_seq, ckpt.stable_snapshot, ckpt.stable_proof
+        else:
+            # the certificates only, with the proof of the checkpoint below them: the
+            # asker may hold that checkpoint without the votes that make it stable
+            base, snapshot, proof = req.after, b"", ckpt.stable_proof
+        entries = self._committed_entries_above(base)
+        if not snapshot and not entries:
             return
-        response = StateResponse(
-            ckpt.stable_seq,
-            ckpt.stable_snapshot,
-            ckpt.stable_proof,
-            self.me,
-            self._committed_entries_above(ckpt.stable_seq),
-        )
-        self._emit(Send(sender, response))
+        chunk: list[CommittedEntry] = []
+        size = len(snapshot)
+        for entry in entries:
+            grown = size + _entry_size(entry)
+            if chunk and grown > MAX_RESPONSE_BYTES:
+                self._emit(
+                    Send(sender, StateResponse(base, snapshot, proof, self.me, tuple(chunk)))
+                )
+                base, snapshot, proof = chunk[-1].pre_prepare.seq, b"", ()
+                chunk, grown = [], _entry_size(entry)
+            chunk.append(entry)
+            size = grown
+        self._emit(Send(sender, StateResponse(base, snapshot, proof, self.me, tuple(chunk))))
 
-    def _committed_entries_above(self: ReplicaCore, seq: int) -> tuple[CommittedEntry, ...]:
-        """Commit certificates for the executed batches above ``seq``, in order, up to
-        the first one this replica cannot prove (it keeps 2f+1 commits per slot)."""
+    def _committed_entries_above(self: ReplicaCore, seq: int) -> list[CommittedEntry]:
+        """Commit certificates of the executed batches above ``seq``, in order, up to the
+        first one this replica cannot prove."""
         entries = []
-        quorum = self.quorum_size()
         for s in range(seq + 1, self._last_executed + 1):
             slot = self._log.get(s)
-            pp = slot.committed if slot is not None else None
-            votes = slot.commits.get((pp.view, pp.digest)) if pp is not None else None
-            if not votes or len(votes) < quorum:
+            if slot is None or slot.committed is None or not slot.commit_cert:
                 break
-            commits = tuple(votes[sender] for sender in sorted(votes)[:quorum])
-            entries.append(CommittedEntry(pp, commits))
-        return tuple(entries)
+            entries.append(CommittedEntry(slot.committed, slot.commit_cert))
+        return entries
+
+    # --- catching up --------------------------------------------------------------------
 
     def _on_state_response(self: ReplicaCore, sender: int, resp: StateResponse) -> None:
-        target = self._fetching
-        wanted = resp.seq > self._last_executed or (target is not None and resp.seq >= target[0])
-        if not wanted or resp.seq < self._ckpt.stable_seq:
-            return
+        if resp.snapshot:
+            if resp.seq > self._last_executed and resp.seq >= self._ckpt.stable_seq:
+                if not self._adopt_snapshot(sender, resp):
+                    return
+            # an older checkpoint than this replica has: its entries may still help
+        elif resp.proof and resp.proof[0].seq > self._ckpt.stable_seq:
+            seq = resp.proof[0].seq
+            digest = check_checkpoint_proof(resp.proof, seq, self._certs())
+            if digest is None:
+                self._reject(sender, "bad_proof")
+                return
+            self._adopt_certified_checkpoint(seq, digest, resp.proof)
+        self._adopt_committed_entries(sender, resp.entries)
+        self._refresh_request_timer()
+        self._execute_ready()
+        self._fetch_progress()
+
+    def _adopt_snapshot(self: ReplicaCore, sender: int, resp: StateResponse) -> bool:
         digest = check_checkpoint_proof(resp.proof, resp.seq, self._certs())
         if digest is None:
             self._reject(sender, "bad_proof")
-            return
+            return False
         if snapshot_digest(resp.snapshot) != digest:
             self._reject(sender, "bad_snapshot")
-            return
+            return False
         try:
             app_snapshot, clients = decode_snapshot(resp.snapshot)
             self.app.restore(app_snapshot)
         except ValueError:
             self._reject(sender, "bad_snapshot")
-            return
+            return False
         self._clients = clients
         self._last_executed = resp.seq
         self._next_seq = max(self._next_seq, resp.seq + 1)
@@ -159,39 +184,47 @@ class CheckpointMixin:
                 self._forget_request(client, req.timestamp)
         self._emit(StateTransferred(resp.seq))
         self._make_stable(resp.seq, digest, resp.snapshot, resp.proof)
-        self._adopt_committed_entries(sender, resp.entries)
-        self._refresh_request_timer()
-        self._execute_ready()
+        return True
 
     def _adopt_committed_entries(
         self: ReplicaCore, sender: int, entries: tuple[CommittedEntry, ...]
     ) -> None:
-        """Mark the slots of valid commit certificates committed (executed by the caller).
-
-        A certificate is 2f+1 distinct replicas' valid commits for the pre-prepare's
-        (view, seq, digest), and the batch must hash to that digest: at least f+1 correct
-        replicas committed it, so executing it is as safe as committing it here. Not
-        persisted: after a crash the replica recovers to its stable checkpoint and fetches
-        again. The first invalid certificate ends the adoption and is counted."""
-        quorum = self.quorum_size()
-        high = self._ckpt.stable_seq + self.cfg.watermark_window
+        """Mark the slots of valid commit certificates committed (executed by the caller)
+        and write each certificate to the log, as a replica does with the certificates it
+        gathers itself. Entries above the high watermark wait for a later fetch; the first
+        invalid certificate ends the adoption and is counted."""
+        high = self.high_watermark
         for entry in entries:
             pp = entry.pre_prepare
             if pp.seq <= self._last_executed:
                 continue
-            senders = {c.sender for c in entry.commits}
-            valid = (
-                pp.seq <= high
-                and len(senders) == len(entry.commits) >= quorum
-                and self._digest_matches(pp)
-                and all(
-                    (c.view, c.seq, c.digest) == (pp.view, pp.seq, pp.digest) and self._sig_ok(c)
-                    for c in entry.commits
-                )
-            )
-            if not valid:
+            if pp.seq > high:
+                break
+            slot = self._log.get(pp.seq)
+            if slot is not None and slot.committed is not None:
+                continue
+            if not self._valid_commit_cert(pp, entry.commits):
                 self._reject(sender, "bad_certificate")
                 return
             slot = self._log.slot(pp.seq)
-            if slot.committed is None:
-                slot.committed = pp
+            slot.committed = pp
+            slot.commit_cert = entry.commits
+            self._persist(MessageRecord(pp), *(MessageRecord(c) for c in entry.commits))
+
+    def _valid_commit_cert(self: ReplicaCore, pp: PrePrepare, commits: tuple[Commit, ...]) -> bool:
+        """2f+1 distinct replicas' valid commits for one view and ``pp``'s (seq, digest),
+        and ``pp``'s batch hashes to that digest: at least f+1 correct replicas prepared
+        it, so it is the batch every correct replica executes at ``pp.seq``."""
+        if not self.quorum_size() <= len(commits) <= self.cfg.n or not distinct_senders(commits):
+            return False
+        view = commits[0].view
+        for c in commits:
+            if c.view != view or c.seq != pp.seq or c.digest != pp.digest:
+                return False
+        if not self._digest_matches(pp):
+            return False
+        return all(self._sig_ok(c) for c in commits)
+
+
+def _entry_size(entry: CommittedEntry) -> int:
+    return len(entry.pre_prepare.wire) + sum(len(c.wire) for c in entry.commits)

@@ -1,17 +1,26 @@
 """View change, mixed into ``ReplicaCore``.
 
 A replica starts a view change to ``v + 1`` when a request waits longer than the view-change
-timer (``view_change_timeout_s``; it doubles for each consecutive view change that does not
-end in a valid ``NewView``, and is back to the base once one does), or when
-``f + 1`` other replicas ask for views above its own (it joins the smallest of those). It
-stops taking part in the old view, broadcasts a signed ``ViewChange`` (stable checkpoint
-with proof, highest-view prepared certificate per sequence number above it) and, if it is
-the new primary, builds the ``NewView`` once it holds ``2f + 1`` of them (its own
-included). Backups check the ``NewView`` (``viewchange.check_new_view``), enter the view,
-prepare the re-issued pre-prepares, and fetch state if their stable checkpoint is below
-``min-s``. A replica still in an older view that sends a view change to one that already
-entered a later view gets that view's ``NewView`` back, once per sender and view, so a
-replica that missed a view change (e.g. restarted) catches up.
+timer (``view_change_timeout_s``), or when ``f + 1`` other replicas ask for views above its
+own (it joins the smallest of those). It stops taking part in the old view, broadcasts a
+signed ``ViewChange`` (stable checkpoint with proof, highest-view prepared certificate per
+sequence number above it) and, if it is the new primary, builds the ``NewView`` once it
+holds ``2f + 1`` of them (its own included). Backups check the ``NewView``
+(``viewchange.check_new_view``), enter the view, prepare the re-issued pre-prepares, and
+fetch state if their stable checkpoint is below ``min-s``.
+
+As in PBFT, the timer that moves a view change on to ``v + 2`` starts only once this
+replica holds ``2f + 1`` view changes for ``v + 1``: a replica that is alone in its view
+change (cut off, or the only one whose requests waited) waits there instead of climbing
+views nobody else wants, and the others find it at ``v + 1`` when they need it. The timeout
+doubles for every view change since this replica last executed a batch (up to
+``2**MAX_TIMEOUT_DOUBLINGS`` times the base), so a view change that does not bring
+progress is followed by slower ones, not by a storm. While it waits, a replica keeps
+executing what the old view commits: it accepts that view's pre-prepares and commits
+without voting, and executes a batch once 2f + 1 matching commits prove it.
+
+A replica that missed view changes (restarted, cut off) gets the ``NewView`` of the later
+view from the peers it reports itself to (``sync.py``) or sends a stale view change to.
 
 Memory: view changes are kept only for views above the current one, at most
 ``VIEWS_PER_SENDER`` views per sender; pre-prepares that arrive for the view being entered
@@ -22,10 +31,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from node.consensus.events import BATCH_TIMER, VIEW_CHANGE_TIMER, Send, ViewChanged
+from node.consensus.events import BATCH_TIMER, VIEW_CHANGE_TIMER, ViewChanged, ViewChangeStarted
 from node.consensus.messages import NewView, Prepare, PrePrepare, ViewChange
 from node.consensus.quorum import check_view_change
-from node.consensus.records import MessageRecord, ViewRecord
+from node.consensus.records import MessageRecord, NewViewRecord, ViewRecord
 from node.consensus.viewchange import (
     NewViewPlan,
     certificates_above,
@@ -47,7 +56,6 @@ class ViewChangeMixin:
         self._vc_views: dict[int, list[int]] = {}
         self._new_view_msg: NewView | None = None
         self._nv_sent_view = -1
-        self._nv_resent: dict[int, int] = {}
         self._future_pps: dict[tuple[int, int], PrePrepare] = {}
 
     # --- hooks for tests ----------------------------------------------------------------
@@ -66,9 +74,10 @@ class ViewChangeMixin:
 
     # --- starting a view change ---------------------------------------------------------
 
-    def _start_view_change(self: ReplicaCore, new_view: int) -> None:
+    def _start_view_change(self: ReplicaCore, new_view: int, reason: str) -> None:
         if new_view <= (self._vc_target if self._in_vc else self._view):
             return
+        self._emit(ViewChangeStarted(self._view, new_view, reason))
         self._in_vc = True
         self._vc_target = new_view
         self._vc_failures += 1
@@ -89,10 +98,22 @@ class ViewChangeMixin:
         self._store_view_change(vc)
         self._persist(ViewRecord(self._view, new_view))
         self._broadcast(vc)
-        self._start_timer(VIEW_CHANGE_TIMER, self._vc_timeout())
+        self._cancel_timer(VIEW_CHANGE_TIMER)
         for key in [k for k in self._future_pps if k[0] < new_view]:
             del self._future_pps[key]
         self._maybe_build_new_view(new_view)
+        self._maybe_arm_vc_timer(new_view)
+
+    def _maybe_arm_vc_timer(self: ReplicaCore, view: int) -> None:
+        """In a view change to ``view`` that holds a quorum of view changes: wait for the
+        ``NewView`` at most the (backed-off) timeout, then move on to the next view."""
+        if (
+            self._in_vc
+            and self._vc_target == view
+            and not self._timers.get(VIEW_CHANGE_TIMER)
+            and len(self._vcs.get(view, ())) >= self.quorum_size()
+        ):
+            self._start_timer(VIEW_CHANGE_TIMER, self._vc_timeout())
 
     def _store_view_change(self: ReplicaCore, vc: ViewChange) -> None:
         self._vcs.setdefault(vc.new_view, {})[vc.sender] = vc
@@ -128,13 +149,7 @@ class ViewChangeMixin:
         self._store_view_change(vc)
         self._maybe_join()
         self._maybe_build_new_view(vc.new_view)
-
-    def _help_laggard(self: ReplicaCore, sender: int) -> None:
-        nv = self._new_view_msg
-        if nv is None or nv.view != self._view or self._nv_resent.get(sender, -1) >= nv.view:
-            return
-        self._nv_resent[sender] = nv.view
-        self._emit(Send(sender, nv))
+        self._maybe_arm_vc_timer(vc.new_view)
 
     def _maybe_join(self: ReplicaCore) -> None:
         """Join the smallest higher view once f + 1 other replicas want higher views."""
@@ -146,7 +161,7 @@ class ViewChangeMixin:
                     if sender != self.me and view > highest.get(sender, -1):
                         highest[sender] = view
         if len(highest) >= self.weak_quorum_size():
-            self._start_view_change(min(highest.values()))
+            self._start_view_change(min(highest.values()), "joined")
 
     # --- new view -----------------------------------------------------------------------
 
@@ -195,7 +210,7 @@ class ViewChangeMixin:
         self._view = view
         self._in_vc = False
         self._vc_target = view
-        self._vc_failures = 0  # a successful view change: back to the base timeout
+        # _vc_failures stays: the timeout is back to the base once a batch executes
         self._new_view_msg = nv
         for old in [v for v in self._vcs if v <= view]:
             del self._vcs[old]
@@ -207,13 +222,14 @@ class ViewChangeMixin:
         self._cancel_timer(BATCH_TIMER)
 
         am_primary = self.primary_of(view) == self.me
-        records: list[Any] = [ViewRecord(view, None)]
+        records: list[Any] = [ViewRecord(view, None), NewViewRecord(nv)]
         prepares: list[Prepare] = []
         for pp in nv.pre_prepares:
             if pp.seq <= self._ckpt.stable_seq:
                 continue
             slot = self._log.slot(pp.seq)
             slot.pre_prepare = pp
+            slot.pp_durable = True
             records.append(MessageRecord(pp))
             if not am_primary:
                 prepare = self._sign(Prepare(view, pp.seq, pp.digest, self.me))

@@ -15,6 +15,11 @@ A guarded call: breaker permit -> a cancel scope with the adaptive deadline (the
 operation -> record outcome and latency. A timeout is a failure (and its elapsed time is
 fed to the adaptive timeout as a lower-bound sample); an exception from the operation is a
 failure; `Cancelled` from outside propagates and releases the permit without counting.
+A one-way send (``one_way=True``, and every ``send`` of a set built with
+``one_way_sends=True``: the frame was handed to a connected link, nothing came back) counts as a success in the metrics but is no evidence that the peer is alive: it
+neither resets the failure streak nor closes a half-open circuit nor feeds the adaptive
+timeout. Only round trips (heartbeats, probes) do, so a peer that receives but never
+answers trips its circuit however much is sent to it.
 
 Background work (`run`, in its own nursery; see `node.shell.guard_tasks`): per peer a
 probe loop (when an open timeout elapses, up to `half_open_max_calls` concurrent
@@ -143,6 +148,7 @@ class GuardSet:
         probe: ProbeFn | None,
         rng: random.Random,
         hooks: GuardHooks | None = None,
+        one_way_sends: bool = False,
         health_cfg: HealthConfig | None = None,
     ) -> None:
         names = list(peers)
@@ -155,6 +161,8 @@ class GuardSet:
         self.hooks = hooks if hooks is not None else GuardHooks()
         self._send_fn = send
         self.probe_fn = probe
+        #: `send` only hands frames to a link (the replica's case): see the module doc
+        self.one_way_sends = one_way_sends
         self._nursery: trio.Nursery | None = None
         self._changed = trio.Event()
         now = _now()
@@ -189,6 +197,10 @@ class GuardSet:
     def open_count(self) -> int:
         """Peers whose circuit is OPEN (forced or not)."""
         return sum(1 for g in self._guards.values() if g.breaker.state is CircuitState.OPEN)
+
+    def closed_count(self) -> int:
+        """Peers whose circuit is CLOSED."""
+        return sum(1 for g in self._guards.values() if g.breaker.state is CircuitState.CLOSED)
 
     def quorum_at_risk(self) -> bool:
         """More than f circuits open: open circuits probe at the base open timeout."""
@@ -235,7 +247,7 @@ class GuardSet:
         """
         guard = self[peer]
         mark = guard.queue.last_seq
-        result = await self.guarded(guard, self._send_fn, peer, data)
+        result = await self.guarded(guard, self._send_fn, peer, data, one_way=self.one_way_sends)
         if result.ok:
             if key is not None and guard.queue.supersede(key, up_to_seq=mark):
                 self.report_depth(guard)
@@ -249,7 +261,11 @@ class GuardSet:
         return "queued" if queued else "dropped"
 
     async def guarded(
-        self, guard: PeerGuard, async_fn: Callable[..., Awaitable[Any]], *args: Any
+        self,
+        guard: PeerGuard,
+        async_fn: Callable[..., Awaitable[Any]],
+        *args: Any,
+        one_way: bool = False,
     ) -> CallResult:
         """The guarded call path: acquire, run under the adaptive deadline, record."""
         now = trio.current_time()
@@ -259,7 +275,7 @@ class GuardSet:
                 self.hooks.on_reject(guard.peer)
             await trio.lowlevel.checkpoint()  # a loop over rejected calls still yields
             return _REJECTED
-        return await self._run(guard, permit, now, async_fn, args)
+        return await self._run(guard, permit, now, async_fn, args, one_way=one_way)
 
     async def run_permitted(
         self, guard: PeerGuard, permit: int, async_fn: Callable[..., Awaitable[Any]], *args: Any
@@ -287,6 +303,7 @@ class GuardSet:
         async_fn: Callable[..., Awaitable[Any]],
         args: tuple[Any, ...],
         min_deadline_s: float = 0.0,
+        one_way: bool = False,
     ) -> CallResult:
         settled = False
         try:
@@ -300,7 +317,7 @@ class GuardSet:
             settled = True
             if scope.cancelled_caught:
                 return self._settle(guard, permit, TIMEOUT, start)
-            return self._settle(guard, permit, SUCCESS, start, value=value)
+            return self._settle(guard, permit, SUCCESS, start, value=value, one_way=one_way)
         finally:
             if not settled:  # cancelled from outside (or a BaseException): count nothing
                 guard.breaker.release(permit)
@@ -314,10 +331,13 @@ class GuardSet:
         *,
         value: Any = None,
         error: Exception | None = None,
+        one_way: bool = False,
     ) -> CallResult:
         now = trio.current_time()
         latency = now - start
-        if outcome == SUCCESS:
+        if outcome == SUCCESS and one_way:
+            guard.breaker.release(permit)  # delivered to the link: says nothing of the peer
+        elif outcome == SUCCESS:
             guard.timeout.record(latency)
             guard.health.record_success(latency)
             guard.breaker.record_success(permit, now)
@@ -408,7 +428,9 @@ class GuardSet:
                 self.hooks.on_timeout_change(guard.peer, value)
 
     async def send_queued(self, guard: PeerGuard, item: QueuedItem) -> CallResult:
-        return await self.guarded(guard, self._send_fn, guard.peer, item.payload)
+        return await self.guarded(
+            guard, self._send_fn, guard.peer, item.payload, one_way=self.one_way_sends
+        )
 
     def _on_transition(self, peer: str, old: CircuitState, new: CircuitState, now: float) -> None:
         if self.hooks.on_transition is not None:

@@ -62,6 +62,9 @@ from .trace import Trace
 FETCH_RETRY_S = 0.3
 TICK_S = 0.25
 DRAIN_S = 0.3  # keep running this long after the last client result
+#: after the clients are done (and the network stable), every correct replica must reach
+#: the same last executed sequence number within this many virtual seconds
+CONVERGE_S = 10.0
 
 
 @functools.cache
@@ -110,6 +113,7 @@ class Simulation:
             view_change_timeout_s=p.view_change_timeout_s,
             batch_timeout_s=p.batch_timeout_s,
             max_in_flight=p.max_in_flight,
+            status_interval_s=p.status_interval_s,
         )
         keys = cluster_keys(p.n)
         self.replica_keys = keys.replica_public
@@ -124,6 +128,10 @@ class Simulation:
         self.incarnation = [0] * p.n
         self.timers: dict[tuple[int, str], Any] = {}
         self.crash_mid_round: set[int] = set()
+        #: replica -> incarnation whose fetch task is running
+        self.fetch_chain: dict[int, int] = {}
+        #: replica -> its last executed sequence number when it crashed
+        self.executed_at_crash: dict[int, int] = {}
         self.adversaries: dict[int, Adversary] = {}
         conspiracy: dict[Any, Any] = {}
         for r, kind in p.byzantine.items():
@@ -192,6 +200,9 @@ class Simulation:
         q.schedule_at(p.gst, Control("gst"))
         for r in self.adversaries:
             q.schedule_at(TICK_S, Tick(r))
+        for r, core in enumerate(self.cores):
+            assert core is not None
+            self.apply(r, core.start())
 
     # --- main loop -------------------------------------------------------------------------
     def run(self) -> SimResult:
@@ -211,7 +222,11 @@ class Simulation:
             if self.finished_at is None and all(c.done for c in self.clients):
                 self.finished_at = q.now
             if self.finished_at is not None and q.now > self.finished_at + DRAIN_S:
-                break
+                if self.converged():
+                    break
+                if q.now > max(self.finished_at, p.settle_time) + CONVERGE_S:
+                    ledger.fail("convergence", self.divergence())
+                    break
             if q.now > deadline or self.steps >= p.max_steps:
                 break
         if not ledger.violations and self.finished_at is None:
@@ -236,6 +251,38 @@ class Simulation:
             sum(len(c.history) for c in self.clients if c.done),
             self.rejected,
             self.replay_hint,
+        )
+
+    def converged(self) -> bool:
+        """Every correct replica is up, has executed as far as the others and is in the
+        view the others are in, or waits in a view change to the next one (PBFT never
+        lets a replica back out of a view change it announced; the others find it there
+        at their next view change)."""
+        cores = [c for r, c in enumerate(self.cores) if r in self.ledger.correct]
+        if any(c is None for c in cores) or len({c.last_executed for c in cores}) != 1:
+            return False
+        settled = [c.view for c in cores if not c.in_view_change]
+        if not settled:
+            return False
+        view = max(settled)
+        return all(
+            (c.view == view and not c.in_view_change)
+            or (c.in_view_change and c._vc_target == view + 1)
+            for c in cores
+        )
+
+    def divergence(self) -> str:
+        parts = []
+        for r in sorted(self.ledger.correct):
+            core = self.cores[r]
+            if core is None:
+                parts.append(f"{r}: down")
+            else:
+                vc = f" (changing to {core._vc_target})" if core.in_view_change else ""
+                parts.append(f"{r}: executed {core.last_executed} view {core.view}{vc}")
+        return (
+            f"{CONVERGE_S:g}s after the clients finished the correct replicas still "
+            "differ: " + ", ".join(parts)
         )
 
     def check_progress(self) -> None:
@@ -278,7 +325,7 @@ class Simulation:
         elif kind is ClientStep:
             self.client_step(ev)
         elif kind is FetchRetry:
-            self.fetch(ev.replica, ev.seq, ev.attempt, ev.incarnation)
+            self.fetch(ev.replica, ev.attempt, ev.incarnation)
         elif kind is Tick:
             adv = self.adversaries[ev.replica]
             if self.cores[ev.replica] is not None:
@@ -326,7 +373,9 @@ class Simulation:
                 self.ledger.on_executed(r, a.seq, a.digest)
             elif kind is FetchState:
                 self.trace.add(self.queue.now, "fetch", r, None, a)
-                self.fetch(r, a.seq, 0, self.incarnation[r])
+                if self.fetch_chain.get(r) != self.incarnation[r]:  # one fetch at a time
+                    self.fetch_chain[r] = self.incarnation[r]
+                    self.fetch(r, 0, self.incarnation[r])
             elif kind is ViewChanged:
                 self.view_changes += 1
                 self.trace.add(self.queue.now, "newview", r, None, f"view={a.view}")
@@ -400,18 +449,20 @@ class Simulation:
             self.queue.schedule(0.0, ClientStep(index))
 
     # --- state transfer -------------------------------------------------------------------
-    def fetch(self, r: int, seq: int, attempt: int, incarnation: int) -> None:
+    def fetch(self, r: int, attempt: int, incarnation: int) -> None:
+        """The shell's fetch task: ask one peer after another (what each executed after
+        this replica's last executed) until the core stops fetching, giving up after two
+        rounds of the peers (the core asks again at its next status tick if still behind)."""
         core = self.cores[r]
         if core is None or incarnation != self.incarnation[r]:
             return
-        fetching = core.fetching
-        if fetching is None or fetching[0] != seq:
-            return  # done, or superseded by a newer FetchState
         peers = [p for p in range(self.params.n) if p != r]
-        start = (seq + r) % len(peers)
-        peer = peers[(start + attempt) % len(peers)]
-        self.send(r, peer, StateRequest(seq, r))
-        self.queue.schedule(FETCH_RETRY_S, FetchRetry(r, seq, attempt + 1, incarnation))
+        if core.fetching is None or attempt >= 2 * len(peers):
+            self.fetch_chain.pop(r, None)
+            return
+        peer = peers[(r + attempt) % len(peers)]
+        self.send(r, peer, StateRequest(core.last_executed, r))
+        self.queue.schedule(FETCH_RETRY_S, FetchRetry(r, attempt + 1, incarnation))
 
     # --- faults ---------------------------------------------------------------------------
     def control(self, ev: Control) -> None:
@@ -431,8 +482,10 @@ class Simulation:
             self.net.stabilise()
 
     def crash(self, r: int) -> None:
-        if self.cores[r] is None:
+        core = self.cores[r]
+        if core is None:
             return
+        self.executed_at_crash[r] = core.last_executed
         self.cores[r] = None
         self.incarnation[r] += 1
         for key in [k for k in self.timers if k[0] == r]:
@@ -457,3 +510,10 @@ class Simulation:
         self.restarts += 1
         self.ledger.last_executed.pop(r, None)
         self.apply(r, actions)
+        before = self.executed_at_crash.get(r, 0)
+        if r in self.ledger.correct and core.last_executed < before:
+            self.ledger.fail(
+                "recovery",
+                f"replica {r} executed up to {before} before its crash but only "
+                f"{core.last_executed} after restarting (its log should prove the rest)",
+            )

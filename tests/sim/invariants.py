@@ -20,7 +20,8 @@ from node.app.kv import KVStore, decode_op
 
 @attrs.frozen
 class Violation:
-    invariant: str  # agreement | validity | at_most_once | state_digest | client_result | liveness
+    invariant: str  # agreement | validity | at_most_once | state_digest | client_result
+    # | liveness | convergence | recovery | exception
     detail: str
 
     def __str__(self) -> str:

@@ -73,6 +73,8 @@ class ScheduleParams:
     max_steps: int
     #: the replica's load-sized batching (CoreConfig.max_in_flight; 0 = off)
     max_in_flight: int = 0
+    #: CoreConfig.status_interval_s (status messages, view sync and catch-up)
+    status_interval_s: float = 0.5
 
     @property
     def correct(self) -> list[int]:
@@ -167,4 +169,5 @@ class ScheduleParams:
             max_steps=200_000,
             # drawn last so every earlier draw of a seed stays what it was
             max_in_flight=rng.choice((0, 1, 2)),
+            status_interval_s=rng.choice((0.25, 0.5)),
         )

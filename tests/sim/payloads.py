@@ -49,7 +49,6 @@ class Control:
 @attrs.frozen
 class FetchRetry:
     replica: int
-    seq: int
     attempt: int
     incarnation: int
 

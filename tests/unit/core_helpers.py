@@ -95,7 +95,10 @@ class Net:
 
     @classmethod
     def build(cls, cfg: CoreConfig, core_cls: type[ReplicaCore] = ReplicaCore) -> Net:
-        return cls({i: make_core(cfg, i, core_cls) for i in range(cfg.n)})
+        net = cls({i: make_core(cfg, i, core_cls) for i in range(cfg.n)})
+        for i, core in net.cores.items():
+            net.apply(i, core.start())  # arms the status timer; tests fire it by hand
+        return net
 
     def apply(self, i: int, actions: Iterable[Any]) -> None:
         for action in actions:
@@ -133,8 +136,9 @@ class Net:
             if sender in self.down or to in self.down:
                 continue
             if type(msg) is tuple:  # FetchState: the requester asks peer ``to``
-                _, requester, seq = msg
-                self.queue.append((requester, to, StateRequest(seq, requester)))
+                _, requester, _seq = msg
+                after = self.cores[requester].last_executed
+                self.queue.append((requester, to, StateRequest(after, requester)))
                 continue
             if self.drop is not None and self.drop(sender, to, msg):
                 continue

@@ -100,7 +100,11 @@ def test_request_timer_is_restarted_while_requests_wait_and_cancelled_after() ->
     net.submit(put("a", 1, "k", "1"), to=[0, 1, 2, 3])
     net.submit(put("b", 1, "k", "2"), to=[1])  # only backup 1 knows b (and forwards it)
     net.deliver()
-    timers = [a for a in net.events[1] if type(a) in (StartTimer, CancelTimer)]
+    timers = [
+        a
+        for a in net.events[1]
+        if type(a) in (StartTimer, CancelTimer) and a.timer == VIEW_CHANGE_TIMER
+    ]
     assert timers[0] == StartTimer(VIEW_CHANGE_TIMER, 2.0)
     assert timers[-1] == CancelTimer(VIEW_CHANGE_TIMER)
     assert VIEW_CHANGE_TIMER not in net.timers[1]

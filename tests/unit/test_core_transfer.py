@@ -48,7 +48,6 @@ def test_lagging_replica_fetches_state_and_catches_up(lagging: Net) -> None:
     core = net.cores[3]
     fetches = net.of_type(3, FetchState)
     assert [f.seq for f in fetches] == [12]
-    assert fetches[0].state_digest == net.cores[0]._ckpt.stable_digest
     assert net.of_type(3, StateTransferred) == [StateTransferred(12)]
     # the response carried the commit certificate of seq 13 too: caught up, not only to 12
     assert core.stable_checkpoint == 12
@@ -78,20 +77,44 @@ def test_reply_cache_travels_with_the_state(lagging: Net) -> None:
     assert replies[0].result == net.replies_for("s5", 1)[0]
 
 
-def test_state_request_is_answered_with_the_stable_checkpoint(lagging: Net) -> None:
+def test_state_request_is_answered_with_what_the_asker_lacks(lagging: Net) -> None:
     core = lagging.cores[1]
-    (send,) = core.handle(MessageReceived(3, StateRequest(8, 3)))
+    assert core.last_executed == 10 and core.stable_checkpoint == 8
+    # behind the stable checkpoint: the checkpoint, then the certificates above it
+    (send,) = core.handle(MessageReceived(3, StateRequest(0, 3)))
     assert type(send) is Send and send.to == 3
     resp = send.msg
     assert resp.seq == 8 and resp.sender == 1 and len(resp.proof) == 3
     assert snapshot_digest(resp.snapshot) == resp.proof[0].digest
-    assert core.handle(MessageReceived(3, StateRequest(4, 3)))[0].msg.seq == 8  # newer is fine
-    assert core.handle(MessageReceived(3, StateRequest(9, 3))) == []  # not stable here yet
-    assert lagging.cores[3].handle(MessageReceived(1, StateRequest(1, 1))) == []  # genesis
+    assert [e.pre_prepare.seq for e in resp.entries] == [9, 10]
+    # at or above it: the certificates only
+    (send,) = core.handle(MessageReceived(3, StateRequest(9, 3)))
+    assert send.msg.seq == 9 and send.msg.snapshot == b""
+    assert {cp.seq for cp in send.msg.proof} == {8}  # the stable checkpoint below them
+    assert [e.pre_prepare.seq for e in send.msg.entries] == [10]
+    assert core.handle(MessageReceived(3, StateRequest(10, 3))) == []  # nothing newer
+    assert lagging.cores[3].handle(MessageReceived(1, StateRequest(0, 1))) == []  # has nothing
+
+
+def test_long_answers_are_split_under_the_response_limit(lagging: Net, monkeypatch) -> None:
+    from node.consensus import transfer
+
+    monkeypatch.setattr(transfer, "MAX_RESPONSE_BYTES", 1)
+    sends = lagging.cores[1].handle(MessageReceived(3, StateRequest(0, 3)))
+    parts = [s.msg for s in sends]
+    assert [(p.seq, [e.pre_prepare.seq for e in p.entries]) for p in parts] == [
+        (8, [9]),
+        (9, [10]),
+    ]
+    assert parts[0].snapshot and not parts[1].snapshot and not parts[1].proof
+    core = lagging.cores[3]
+    for part in parts:
+        core.handle(MessageReceived(1, part))
+    assert core.last_executed == 10 and core.state_digest == lagging.cores[1].state_digest
 
 
 def _response(net: Net) -> StateResponse:
-    (send,) = net.cores[1].handle(MessageReceived(3, StateRequest(8, 3)))
+    (send,) = net.cores[1].handle(MessageReceived(3, StateRequest(0, 3)))
     return send.msg
 
 
@@ -159,8 +182,8 @@ def test_checkpoints_beyond_the_window_trigger_a_single_fetch(lagging: Net) -> N
         cp = sign_message(Checkpoint(8, digest, sender), replica_signer(sender))
         assert core.handle(MessageReceived(sender, cp)) == []
     cp = sign_message(Checkpoint(8, digest, 2), replica_signer(2))
-    assert core.handle(MessageReceived(2, cp)) == [FetchState(8, digest)]
-    assert core.fetching == (8, digest)
+    assert core.handle(MessageReceived(2, cp)) == [FetchState(8)]
+    assert core.fetching == 8
     assert core.stable_checkpoint == 8  # the low watermark moved already
 
 

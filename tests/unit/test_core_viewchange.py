@@ -73,31 +73,40 @@ def test_view_change_timer_doubles_and_resets_after_a_successful_view() -> None:
     cfg = config(view_change_timeout_s=1.0)
     net = Net.build(cfg)
     net.crash(0)
-    net.crash(1)  # the next primary is down too: view 1 cannot start
+    # the primaries of views 1 and 2 gather their view changes but their NewViews are lost
+    net.drop = lambda s, t, m: type(m) is NewView and m.sender in (1, 2)
     net.submit(put("a", 1, "k", "v"))
     net.deliver()
-    for _ in range(9):
+    for _ in range(3):
         net.fire_all(VIEW_CHANGE_TIMER)
         net.deliver()
-    # request wait T, then view changes to 1, 2, 3, ... wait T, 2T, 4T, ... up to 64T
-    assert vc_delays(net, 2) == [1.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 64.0, 64.0]
-    assert net.cores[2].in_view_change
-    # replica 1 comes back: view 2 (primary 2) can now gather 2f + 1 view changes
-    net.down.discard(1)
-    net.fire(1, VIEW_CHANGE_TIMER)  # no-op: its timers were lost with the crash
-    net.submit(put("a", 1, "k", "v"), to=[1])
-    net.deliver()
-    net.fire_all(VIEW_CHANGE_TIMER)
-    net.deliver()
-    net.fire_all(VIEW_CHANGE_TIMER)
-    net.deliver()
-    run_requests(net, [], to=[])
+    # the request waits T; view 1 waits T for its NewView, view 2 waits 2T; view 3 starts,
+    # and until something executes in it the request timer stays backed off (4T)
+    assert vc_delays(net, 3) == [1.0, 1.0, 2.0, 4.0]
     live = [net.cores[i] for i in (1, 2, 3)]
-    assert len({c.view for c in live}) == 1 and not any(c.in_view_change for c in live)
+    assert [c.view for c in live] == [3, 3, 3] and not any(c.in_view_change for c in live)
+    run_requests(net, [], to=[])
     assert all(c.last_executed == 1 for c in live)
-    mark = len(net.events[2])
-    net.submit(put("b", 1, "k", "w"), to=[2, 3])
-    assert vc_delays(net, 2, mark)[:1] == [1.0]  # back to the base timeout
+    mark = len(net.events[3])
+    net.submit(put("b", 1, "k", "w"), to=[3])
+    assert vc_delays(net, 3, mark)[:1] == [1.0]  # executed in the new view: back to T
+
+
+def test_a_view_change_without_a_quorum_does_not_climb_views() -> None:
+    """A replica alone in its view change (the others see no reason for one) stays at
+    v + 1 and keeps executing what view v commits; it does not time out into v + 2."""
+    net = Net.build(config(view_change_timeout_s=1.0))
+    net.submit(put("a", 1, "k", "v"), to=[3])  # only 3 knows the request: its timer runs
+    net.fire(3, VIEW_CHANGE_TIMER)
+    core = net.cores[3]
+    assert core.in_view_change and core._vc_target == 1
+    assert VIEW_CHANGE_TIMER not in net.timers[3]
+    net.deliver()
+    run_requests(net, [put(f"s{i}", 1, "k", str(i)) for i in range(4)])
+    assert [c.view for c in net.cores.values()] == [0, 0, 0, 0]
+    assert core.in_view_change and core._vc_target == 1
+    assert core.last_executed == net.cores[0].last_executed > 0
+    assert core.state_digest == net.cores[0].state_digest
 
 
 def test_a_replica_joins_when_f_plus_one_others_change_view() -> None:

@@ -315,3 +315,27 @@ def test_constructor_validation() -> None:
     guards = make(links)
     with pytest.raises(KeyError, match="unknown peer 'zz'"):
         guards.snapshot("zz")
+
+
+async def test_one_way_sends_do_not_hide_a_peer_that_never_answers(autojump_clock) -> None:
+    """Frames handed to a connected link are no proof of life: a peer that receives
+    everything and answers no heartbeat trips its circuit however much is sent to it."""
+    links = FakeLinks()
+    guards = GuardSet(
+        ["p1"],
+        0,
+        BreakerConfig(failure_threshold=3, request_timeout_s=1.0),
+        TimeoutConfig(min_s=0.05, max_s=0.5),
+        FallbackConfig(),
+        send=links.send,
+        probe=None,
+        rng=random.Random(1),
+        one_way_sends=True,
+    )
+    guard = guards["p1"]
+    for _ in range(3):
+        assert (await guards.send("p1", b"frame")) == "sent"
+        await guards.call("p1", sleep_forever_op)  # an unanswered heartbeat: a timeout
+        assert (await guards.send("p1", b"frame")) in ("sent", "queued")
+    assert guard.breaker.state is OPEN
+    assert guard.breaker.total_successes == 0 and guard.breaker.total_failures == 3

@@ -28,6 +28,7 @@ from node.consensus.messages import (
     RequestBatch,
     StateRequest,
     StateResponse,
+    Status,
     ViewChange,
     batch_digest,
 )
@@ -59,6 +60,7 @@ def sample_messages() -> list:
         StateRequest(10, 1),
         StateResponse(10, b"snapshot", cps, 2),
         Refused("client/s1", 7, 0, "quorum_unavailable"),
+        Status(2, 5, 99, 96),
         Heartbeat(3, 2**40),
         HeartbeatAck(0, 1),
         _signed(PrePrepare(0, 1, NULL_DIGEST, (), 0)),
