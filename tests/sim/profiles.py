@@ -39,7 +39,7 @@ def rejoin_params(seed: int, n: int) -> ScheduleParams:
         partitions=(),
         crashes=(),
         clients=rng.randint(2, 4),
-        requests_per_client=rng.randint(6, 14),
+        requests_per_client=rng.randint(4, 10),
         client_start=(),
         checkpoint_interval=rng.choice((2, 3)),
         batch_max=rng.choice((1, 2)),
@@ -107,7 +107,7 @@ def _missed_views(p: ScheduleParams, rng) -> ScheduleParams:
         crashes=crashes,
         partitions=(_isolate(p.n, victim, at, heal),),
         gst=max(heal, crashes[-1].restart_at) + 0.01,
-        requests_per_client=rng.randint(10, 20),
+        requests_per_client=rng.randint(8, 14),
     )
 
 

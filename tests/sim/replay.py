@@ -15,13 +15,17 @@ from .bugs import PLANTED_BUGS
 from .harness import Simulation
 from .params import ScheduleParams
 from .result import SimResult
+from .runner import params_for
 from .trace import Trace
 
 
-def build(seed: int, n: int, bug: str | None, lines: int = 200) -> Simulation:
-    """The simulation of one schedule (default profile, or a planted bug's profile)."""
+def build(
+    seed: int, n: int, bug: str | None, lines: int = 200, profile: str = "default"
+) -> Simulation:
+    """The simulation of one schedule (a profile of the default run, or a planted bug's)."""
     if bug is None:
-        sim = Simulation(ScheduleParams.from_seed(seed, n))
+        hint = f"python -m tests.sim.replay {seed} --n {n} --profile {profile}"
+        sim = Simulation(params_for(profile, seed, n), replay_hint=hint)
     else:
         planted = PLANTED_BUGS[bug]
         params = ScheduleParams.from_seed(seed, n, **planted.profile(n))
@@ -62,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=4, help="replicas (4 or 7; default 4)")
     parser.add_argument("--bug", choices=sorted(PLANTED_BUGS), help="replay with a planted bug")
     parser.add_argument("--lines", type=int, default=200, help="trace lines to print")
+    parser.add_argument(
+        "--profile", choices=("default", "rejoin"), default="default", help="schedule profile"
+    )
     args = parser.parse_args(argv)
-    sim = build(args.seed, args.n, args.bug, args.lines)
+    sim = build(args.seed, args.n, args.bug, args.lines, args.profile)
     result = sim.run()
     print(f"schedule: {sim.params.summary()}")
     print(f"outcome: {'ok' if result.ok else 'FAILED'}  {summary(result)}")

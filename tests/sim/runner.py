@@ -2,8 +2,9 @@
 
 Environment variables:
 
-- `BFT_SIM_SCHEDULES`: total schedules of the default run (default 2000; 60 % with n=4,
-  40 % with n=7);
+- `BFT_SIM_SCHEDULES`: total schedules of the default run (default 1500: 50 % default
+  profile with n=4, 33 % with n=7, 12 % rejoin profile (`profiles.py`) with n=4, 5 % with
+  n=7);
 - `BFT_SIM_SEED_BASE`: first seed (default 0), to explore fresh seeds in long runs;
 - `BFT_SIM_SEED` (+ `BFT_SIM_N`, `BFT_SIM_BUG`): run just that one schedule, verbosely.
 """
@@ -15,36 +16,45 @@ from collections.abc import Iterable, Iterator
 
 from .harness import Simulation
 from .params import ScheduleParams
+from .profiles import rejoin_params
 from .result import SimResult
 
-SHARES = {4: 0.6, 7: 0.4}
+#: (profile, n) -> share of the schedules
+SHARES = {("default", 4): 0.5, ("default", 7): 0.33, ("rejoin", 4): 0.12, ("rejoin", 7): 0.05}
 MIN_CHUNK = 50
 MAX_CHUNKS_PER_N = 40
 
 
 def total_schedules() -> int:
-    return int(os.environ.get("BFT_SIM_SCHEDULES", "2000"))
+    return int(os.environ.get("BFT_SIM_SCHEDULES", "1500"))
 
 
 def seed_base() -> int:
     return int(os.environ.get("BFT_SIM_SEED_BASE", "0"))
 
 
-def chunks() -> Iterator[tuple[int, int, int]]:
-    """(n, first seed, count) for every chunk of the default run."""
+def chunks() -> Iterator[tuple[str, int, int, int]]:
+    """(profile, n, first seed, count) for every chunk of the default run."""
     total, base = total_schedules(), seed_base()
-    for n, share in SHARES.items():
+    for (profile, n), share in SHARES.items():
         count = round(total * share)
         size = max(MIN_CHUNK, -(-count // MAX_CHUNKS_PER_N))
         for start in range(0, count, size):
-            yield n, base + start, min(size, count - start)
+            yield profile, n, base + start, min(size, count - start)
 
 
-def run_seeds(n: int, seeds: Iterable[int]) -> list[SimResult]:
-    """Run every seed of the default profile with the real core; return the failures."""
+def params_for(profile: str, seed: int, n: int) -> ScheduleParams:
+    if profile == "rejoin":
+        return rejoin_params(seed, n)
+    return ScheduleParams.from_seed(seed, n)
+
+
+def run_seeds(n: int, seeds: Iterable[int], profile: str = "default") -> list[SimResult]:
+    """Run every seed of a profile with the real core; return the failures."""
     failed = []
     for seed in seeds:
-        result = Simulation(ScheduleParams.from_seed(seed, n)).run()
+        hint = f"python -m tests.sim.replay {seed} --n {n} --profile {profile}"
+        result = Simulation(params_for(profile, seed, n), replay_hint=hint).run()
         if not result.ok:
             failed.append(result)
     return failed

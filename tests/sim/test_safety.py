@@ -18,10 +18,11 @@ from .runner import chunks, failure_message, run_seeds
 
 
 @pytest.mark.parametrize(
-    ("n", "start", "count"), [pytest.param(*c, id=f"n{c[0]}-seeds{c[1]}+{c[2]}") for c in chunks()]
+    ("profile", "n", "start", "count"),
+    [pytest.param(*c, id=f"{c[0]}-n{c[1]}-seeds{c[2]}+{c[3]}") for c in chunks()],
 )
-def test_schedules_keep_every_invariant(n: int, start: int, count: int) -> None:
-    failed = run_seeds(n, range(start, start + count))
+def test_schedules_keep_every_invariant(profile: str, n: int, start: int, count: int) -> None:
+    failed = run_seeds(n, range(start, start + count), profile)
     if failed:
         print(failure_message(failed))
         seeds = ", ".join(str(r.params.seed) for r in failed)
@@ -34,8 +35,9 @@ def test_one_seed() -> None:
     seed = int(os.environ["BFT_SIM_SEED"])
     n = int(os.environ.get("BFT_SIM_N", "4"))
     bug = os.environ.get("BFT_SIM_BUG") or None
+    profile = os.environ.get("BFT_SIM_PROFILE", "default")
     assert bug is None or bug in PLANTED_BUGS, f"unknown bug {bug}; one of {sorted(PLANTED_BUGS)}"
-    sim = build(seed, n, bug)
+    sim = build(seed, n, bug, profile=profile)
     result = sim.run()
     print(result.params.summary())
     print(describe_replicas(sim))
