@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("init", help="write DIR/cluster.toml and keys")
     s.add_argument("dir")
     s.add_argument("--nodes", type=int, default=4)
-    s.add_argument("--host", default="127.0.0.1")
+    hosts = s.add_mutually_exclusive_group()
+    hosts.add_argument("--host", default="127.0.0.1", help="every replica's host")
+    hosts.add_argument("--hosts", default=None, help="one host per replica: H0,H1,...")
     s.add_argument("--base-port", type=int, default=7000)
     s.add_argument("--http-base-port", type=int, default=9100)
 

@@ -20,7 +20,8 @@ from node.app.kv import decode_result, encode_op
 from node.config import ClusterConfig, load_private_key, private_seed
 from node.consensus.codec import DecodeError, decode
 from node.consensus.crypto import Signer, client_mac_keys, sign_request
-from node.consensus.messages import Refused, Reply, ReplyBatch, Request
+from node.consensus.messages import Refused as RefusedMsg
+from node.consensus.messages import Reply, ReplyBatch, Request
 from node.framing import request_frames
 from transport import ClientConfig, FrameTooLarge, LinkDown, TransportError, open_client
 
@@ -28,13 +29,27 @@ log = logging.getLogger("bft.client")
 
 RECONNECT_MIN_S = 0.05
 RECONNECT_MAX_S = 2.0
+OVERLOADED = "overloaded"
+#: after this many requests in a row refused as overloaded by the primary alone, the next
+#: one goes to every replica: a primary that refuses everything would otherwise never
+#: be seen by the backups, whose view-change timers are the answer to a censoring primary
+MAX_OVERLOAD_STREAK = 3
 
 
 class ClientError(Exception):
     """A request could not be completed (no f+1 matching replies in time)."""
 
 
-class QuorumUnavailable(ClientError):
+class Refused(ClientError):
+    """f+1 replicas refused the request at once; ``reason`` says why (``overloaded``:
+    more requests wait than the cluster can order in time; back off and retry)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class QuorumUnavailable(Refused):
     """f+1 replicas said at once that they cannot reach a quorum."""
 
 
@@ -90,6 +105,7 @@ class ClientPool:
         self._outq: dict[int, _Flush] = {}  # requests about to leave, by replica
         self.retry_s: float = cfg.section("cluster")["request_timeout_s"]
         self._connected = trio.Event()
+        self._overload_streak = 0
         self.link_config = ClientConfig(max_frame=cfg.section("transport")["max_client_frame"])
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -147,13 +163,15 @@ class ClientPool:
                 self._on_reply(rid, reply)
         elif type(msg) is Reply:
             self._on_reply(rid, msg)
-        elif type(msg) is Refused and msg.replica == rid:
+        elif type(msg) is RefusedMsg and msg.replica == rid:
             pending = self._pending.get((msg.client, msg.timestamp))
             if pending is None or pending.done:
                 return
             pending.refusals[rid] = msg.reason
             if len(pending.refusals) >= self.f + 1:
                 pending.finish()
+            elif pending.target == rid and msg.reason == OVERLOADED:
+                pending.finish()  # the primary cannot order it in time: say so at once
 
     def _on_reply(self, rid: int, msg: Reply) -> None:
         if msg.replica != rid:
@@ -218,7 +236,11 @@ class ClientPool:
         try:
             with trio.move_on_after(timeout_s) as overall:
                 pending.target = self.view % self.n
-                sent = await self._send(pending.target, request)
+                if self._overload_streak >= MAX_OVERLOAD_STREAK:
+                    self._overload_streak = 0
+                    sent = False  # to every replica at once (see MAX_OVERLOAD_STREAK)
+                else:
+                    sent = await self._send(pending.target, request)
                 # no connection to the target (not up yet, or lost): every replica at once
                 wait_s = retry_s if sent else 0.0
                 while True:
@@ -242,7 +264,12 @@ class ClientPool:
             del self._pending[key]
         if pending.result is None:
             reasons = sorted(set(pending.refusals.values()))
-            raise QuorumUnavailable(", ".join(reasons))
+            if reasons == ["quorum unavailable"]:
+                raise QuorumUnavailable(reasons[0])
+            if reasons == [OVERLOADED]:
+                self._overload_streak += 1
+            raise Refused(", ".join(reasons))
+        self._overload_streak = 0
         return pending.result
 
 
@@ -286,4 +313,12 @@ async def run_one(cfg: ClusterConfig, op: list[Any], timeout_s: float) -> tuple[
     return status, value
 
 
-__all__ = ["ClientError", "ClientPool", "LinkDown", "QuorumUnavailable", "Session", "run_one"]
+__all__ = [
+    "ClientError",
+    "ClientPool",
+    "LinkDown",
+    "QuorumUnavailable",
+    "Refused",
+    "Session",
+    "run_one",
+]

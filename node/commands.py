@@ -27,6 +27,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         host=args.host,
         base_port=args.base_port,
         http_base_port=args.http_base_port,
+        hosts=args.hosts.split(",") if args.hosts else None,
     )
     print(f"wrote {path} and keys in {path.parent / 'keys'} ({args.nodes} replicas)")
     return 0
@@ -80,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_client(args: argparse.Namespace) -> int:
-    from node.client import ClientError, QuorumUnavailable, run_one
+    from node.client import ClientError, QuorumUnavailable, Refused, run_one
 
     cfg = load_config(args.config)
     if args.op == "put":
@@ -91,6 +92,8 @@ def cmd_client(args: argparse.Namespace) -> int:
         status, value = trio.run(run_one, cfg, op, args.timeout)
     except QuorumUnavailable as exc:
         raise UserError(f"quorum unavailable: {exc}") from None
+    except Refused as exc:
+        raise UserError(f"refused by the replicas: {exc.reason}; try again later") from None
     except ClientError as exc:
         raise UserError(str(exc)) from None
     if args.op == "put":

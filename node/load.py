@@ -15,13 +15,14 @@ import argparse
 import json
 import logging
 import math
+import random
 from typing import Any
 
 import trio
 
 from node.app.kv import op_put
 from node.cli import UserError
-from node.client import ClientError, ClientPool, Session
+from node.client import ClientError, ClientPool, Refused, Session
 from node.config import ClusterConfig, load_config
 
 log = logging.getLogger("bft.load")
@@ -54,6 +55,7 @@ async def run_load(
     pool = ClientPool(cfg)
     latencies: list[float] = []
     errors = 0
+    refused = 0
     async with trio.open_nursery() as nursery:
         await nursery.start(pool.run)
         with trio.move_on_after(10):
@@ -67,8 +69,9 @@ async def run_load(
         next_arrival = 0
 
         async def one_client(i: int) -> None:
-            nonlocal errors, next_arrival
+            nonlocal errors, refused, next_arrival
             session = Session(pool)
+            backoff = random.Random(i)
             n = 0
             while trio.current_time() < deadline:
                 n += 1
@@ -85,6 +88,12 @@ async def run_load(
                         op_put(f"load-{i}-{n % 1000}", f"v{n}"),
                         min(request_timeout_s, max(0.1, deadline - t0 + 1.0)),
                     )
+                except Refused as exc:  # the cluster is overloaded: back off, then go on
+                    errors += 1
+                    refused += 1
+                    log.debug("event=load_refused client=%d reason=%s", i, exc.reason)
+                    await trio.sleep(backoff.uniform(0.05, 0.2))
+                    continue
                 except ClientError as exc:
                     errors += 1
                     log.debug("event=load_error client=%d error=%s", i, exc)
@@ -101,7 +110,8 @@ async def run_load(
         elapsed = trio.current_time() - start
         nursery.cancel_scope.cancel()
     latencies.sort()
-    return summarize(latencies, clients, elapsed, errors) | {"rate_per_s": rate_per_s}
+    summary = summarize(latencies, clients, elapsed, errors)
+    return summary | {"refused": refused, "rate_per_s": rate_per_s}
 
 
 def summarize(
