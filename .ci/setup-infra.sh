@@ -8,7 +8,7 @@ set -euo pipefail
 
 want=("$@")
 if [ ${#want[@]} -eq 0 ]; then
-    want=(prometheus docker.io debootstrap)
+    want=(prometheus docker.io debootstrap iptables)
 fi
 
 missing=()
