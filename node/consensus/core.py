@@ -54,6 +54,7 @@ from node.consensus.config import CoreConfig
 from node.consensus.crypto import Signer, VerifyCache, mac_matches, sign_message
 from node.consensus.events import (
     BATCH_TIMER,
+    FORWARD_TIMER,
     STATUS_TIMER,
     VIEW_CHANGE_TIMER,
     Action,
@@ -328,6 +329,8 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, SyncMixin, Rec
             self._cut_batches(force=True)
         elif name == STATUS_TIMER:
             self._on_status_tick()
+        elif name == FORWARD_TIMER:
+            self._forward_again()
         elif name == VIEW_CHANGE_TIMER:
             if self._in_vc:
                 self._start_view_change(self._vc_target + 1, "no_new_view")

@@ -21,6 +21,8 @@ from node.consensus.messages import Message, Reply, Request
 BATCH_TIMER = "batch"
 VIEW_CHANGE_TIMER = "view_change"
 STATUS_TIMER = "status"
+#: half-way through a request's wait, a backup forwards its waiting requests again
+FORWARD_TIMER = "forward"
 
 # --- events ------------------------------------------------------------------------------
 

@@ -5,7 +5,13 @@ the core keeps only the newest request not yet executed (clients have one reques
 outstanding per session); an older timestamp is stale, the timestamp of the last executed
 request is a retransmission and is answered from the reply cache. A waiting request keeps
 the ``"view_change"`` timer armed (re-armed whenever something executes and requests still
-wait, cancelled when none do). Backups forward requests from clients to the primary.
+wait, cancelled when none do). Backups forward requests from clients to the primary; a
+forwarded request can be lost on the way (a full inbox or fallback queue at an overloaded
+primary, a primary that has just been replaced), so half-way through the wait
+(``FORWARD_SHARE`` of the timeout, the ``"forward"`` timer) a backup whose requests still
+wait and that saw nothing execute forwards the oldest of them (at most ``REFORWARD_MAX``)
+again. Requests the primary merely dropped then execute instead of costing a view change
+once the overload is over; a primary that ignores them is still replaced on time.
 
 Batching (primary): requests queue in arrival order; a batch is cut as soon as
 ``batch_max`` requests wait, otherwise when the ``"batch"`` timer (``batch_timeout_s``)
@@ -30,6 +36,7 @@ from typing import TYPE_CHECKING
 from node.consensus.clients import NEW, RETRANSMISSION
 from node.consensus.events import (
     BATCH_TIMER,
+    FORWARD_TIMER,
     VIEW_CHANGE_TIMER,
     Executed,
     ReplyToClient,
@@ -40,6 +47,11 @@ from node.consensus.records import MessageRecord
 
 if TYPE_CHECKING:
     from node.consensus.core import ReplicaCore
+
+#: the share of the view-change timeout after which a backup forwards waiting requests again
+FORWARD_SHARE = 0.5
+#: at most this many waiting requests are forwarded again at once (the oldest first)
+REFORWARD_MAX = 512
 
 
 class RequestMixin:
@@ -68,7 +80,7 @@ class RequestMixin:
         if self._in_vc:
             return  # the view change's own timer runs (views.py)
         if not self._timers.get(VIEW_CHANGE_TIMER):
-            self._start_timer(VIEW_CHANGE_TIMER, self._vc_timeout())
+            self._arm_request_timers()
         if self.primary == self.me:
             if is_new and req.key not in self._proposed:
                 self._queue.pop(req.client, None)
@@ -150,9 +162,30 @@ class RequestMixin:
         if self._in_vc:
             return
         if self._pending:
-            self._start_timer(VIEW_CHANGE_TIMER, self._vc_timeout())
+            self._arm_request_timers()
         else:
             self._cancel_timer(VIEW_CHANGE_TIMER)
+            self._cancel_timer(FORWARD_TIMER)
+
+    def _arm_request_timers(self: ReplicaCore) -> None:
+        """Requests wait: the view-change timer, and on a backup the forward timer."""
+        timeout = self._vc_timeout()
+        self._start_timer(VIEW_CHANGE_TIMER, timeout)
+        if self.primary != self.me:
+            self._start_timer(FORWARD_TIMER, timeout * FORWARD_SHARE)
+        else:
+            self._cancel_timer(FORWARD_TIMER)
+
+    def _forward_again(self: ReplicaCore) -> None:
+        """The forward timer fired: nothing executed for half the wait; send the oldest
+        waiting requests to the primary once more (it may have dropped them)."""
+        if self._in_vc or self.primary == self.me:
+            return
+        primary = self.primary
+        for count, req in enumerate(self._pending.values()):
+            if count >= REFORWARD_MAX:
+                break
+            self._emit(Send(primary, req))
 
     def _execute(self: ReplicaCore, pp: PrePrepare) -> None:
         executed = 0

@@ -31,7 +31,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from node.consensus.events import BATCH_TIMER, VIEW_CHANGE_TIMER, ViewChanged, ViewChangeStarted
+from node.consensus.events import (
+    BATCH_TIMER,
+    FORWARD_TIMER,
+    VIEW_CHANGE_TIMER,
+    ViewChanged,
+    ViewChangeStarted,
+)
 from node.consensus.messages import NewView, Prepare, PrePrepare, ViewChange
 from node.consensus.quorum import check_view_change
 from node.consensus.records import MessageRecord, NewViewRecord, ViewRecord
@@ -99,6 +105,7 @@ class ViewChangeMixin:
         self._persist(ViewRecord(self._view, new_view))
         self._broadcast(vc)
         self._cancel_timer(VIEW_CHANGE_TIMER)
+        self._cancel_timer(FORWARD_TIMER)
         for key in [k for k in self._future_pps if k[0] < new_view]:
             del self._future_pps[key]
         self._maybe_build_new_view(new_view)
@@ -255,8 +262,8 @@ class ViewChangeMixin:
                 if req.key not in self._proposed:
                     self._queue[client] = req
         self._cancel_timer(VIEW_CHANGE_TIMER)
-        if self._pending:
-            self._start_timer(VIEW_CHANGE_TIMER, self._vc_timeout())
+        self._refresh_request_timer()
+        self._forward_again()  # the old primary may never have seen what waits here
 
         buffered = sorted(self._future_pps.items())
         self._future_pps.clear()

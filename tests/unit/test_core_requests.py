@@ -15,6 +15,7 @@ from core_helpers import (
 
 from node.consensus.crypto import sign_message
 from node.consensus.events import (
+    FORWARD_TIMER,
     VIEW_CHANGE_TIMER,
     CancelTimer,
     Executed,
@@ -25,7 +26,7 @@ from node.consensus.events import (
     Send,
     StartTimer,
 )
-from node.consensus.messages import PrePrepare, batch_digest
+from node.consensus.messages import PrePrepare, Request, batch_digest
 
 CFG = config(batch_max=4)
 
@@ -78,6 +79,7 @@ def test_backup_forwards_client_requests_to_the_primary_and_starts_its_timer() -
     req = put("s", 1, "k", "v")
     actions = core.handle(RequestReceived(req))
     assert StartTimer(VIEW_CHANGE_TIMER, 3.0) in actions
+    assert StartTimer(FORWARD_TIMER, 1.5) in actions
     assert Send(0, req) in actions
     # a client retransmission is forwarded again; the timer keeps running
     again = core.handle(RequestReceived(req))
@@ -85,6 +87,46 @@ def test_backup_forwards_client_requests_to_the_primary_and_starts_its_timer() -
     # a request forwarded by a peer is tracked but not forwarded further
     other = put("t", 1, "k", "v")
     assert core.handle(MessageReceived(1, other)) == []
+
+
+def test_a_forwarded_request_the_primary_lost_is_forwarded_again_before_the_timeout() -> None:
+    # an overloaded primary dropped the forwarded copy (a full inbox): half-way through the
+    # wait the backup sends it again, it executes, and nobody changes views
+    net = Net.build(config(batch_max=1, view_change_timeout_s=2.0))
+    req = put("s", 1, "k", "v")
+    net.drop = lambda sender, to, msg: type(msg) is Request and to == 0
+    net.submit(req, to=[3])
+    net.deliver()
+    assert net.timers[3] == {VIEW_CHANGE_TIMER: 2.0, FORWARD_TIMER: 1.0, **_status(net, 3)}
+    net.drop = None
+    assert net.fire(3, FORWARD_TIMER)
+    net.deliver()
+    assert all(c.last_executed == 1 and c.view == 0 for c in net.cores.values())
+    assert VIEW_CHANGE_TIMER not in net.timers[3] and FORWARD_TIMER not in net.timers[3]
+
+
+def test_backups_forward_waiting_requests_to_the_new_primary_when_they_enter_its_view() -> None:
+    net = Net.build(config(batch_max=1, view_change_timeout_s=2.0))
+    req = put("s", 1, "k", "v")
+    net.drop = lambda sender, to, msg: type(msg) is Request
+    net.submit(req, to=[2, 3])  # the primary never hears of it, nor does replica 1
+    net.deliver()
+    net.drop = None
+    net.fire(2, VIEW_CHANGE_TIMER)
+    net.fire(3, VIEW_CHANGE_TIMER)
+    net.deliver()
+    assert all(c.view == 1 and c.last_executed == 1 for c in net.cores.values())
+
+
+def test_the_primary_arms_no_forward_timer() -> None:
+    core = make_core(config(view_change_timeout_s=2.0), 0)
+    actions = core.handle(RequestReceived(put("s", 1, "k", "v")))
+    assert StartTimer(VIEW_CHANGE_TIMER, 2.0) in actions
+    assert not [a for a in actions if type(a) is StartTimer and a.timer == FORWARD_TIMER]
+
+
+def _status(net: Net, i: int) -> dict[str, float]:
+    return {k: v for k, v in net.timers[i].items() if k not in (VIEW_CHANGE_TIMER, FORWARD_TIMER)}
 
 
 def test_primary_takes_forwarded_requests() -> None:
