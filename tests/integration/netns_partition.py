@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -179,6 +180,10 @@ async def scenario(directory: Path, cut_s: float, primary_cut_s: float) -> dict[
             out["lost"] = await writers.verify()
             out["write_errors"] = writers.errors
             nursery.cancel_scope.cancel()
+    # a cut-off replica enters degraded mode once and leaves it once, not with every probe
+    log = (directory / "logs" / f"replica-{out['primary']}.log").read_text()
+    out["primary_degraded_events"] = len(re.findall(r"event=degraded replica=\d+ reachable", log))
+    out["primary_recovered_events"] = len(re.findall(r"event=recovered replica=\d+ reachable", log))
     return out
 
 

@@ -270,6 +270,16 @@ async def garbage(cfg: ClusterConfig, until: float, rng: random.Random) -> int:
     return sent
 
 
+def view_change_lines(directory: Path, limit: int = 20) -> list[str]:
+    """The replicas' `event=view_change_started` log lines (the reason of each), to say
+    why a view changed when a check fails."""
+    lines: list[str] = []
+    for path in sorted((Path(directory) / "logs").glob("replica-*.log")):
+        with open(path, errors="replace") as f:
+            lines += [ln.strip()[-160:] for ln in f if "event=view_change_started" in ln]
+    return lines[-limit:]
+
+
 async def flood(
     cluster: Any,
     cfg: ClusterConfig,
@@ -328,6 +338,7 @@ async def flood(
         "rss_idle_kib": rss_idle,
         "rss_end_kib": rss_end,
         "rss_after_kib": rss_after,
+        "view_change_log": view_change_lines(cluster.directory),
     }
     log(f"flood: {json.dumps(result)}")
     return result

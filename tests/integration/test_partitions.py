@@ -48,4 +48,5 @@ async def test_partitions_heal_and_a_cut_off_primary_is_replaced() -> None:
     assert resumed is not None and resumed <= VIEW_CHANGE_S + 2.0, result
     assert result["primary_to_head_s"] is not None and result["primary_to_head_s"] <= HEAD_WITHIN_S
     assert result["converged"], result
+    assert result["primary_degraded_events"] == 1 == result["primary_recovered_events"], result
     assert result["acked"] > 100 and result["lost"] == [], result
