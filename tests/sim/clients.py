@@ -1,9 +1,11 @@
 """Simulated clients: sign requests, send to the primary, retransmit, accept on f+1.
 
 Each `SimClient` is one session `"<principal>/c<i>"` of a real client principal. It runs a
-closed loop of requests: puts of a fresh key (so every mutating operation in a schedule
-is unique, which lets the recording app spot double execution) and, now and then, a read
-of a key it wrote earlier (whose correct result is known in advance). A request goes to
+closed loop of requests: puts of a fresh key (so every put in a schedule is unique, which
+lets the recording app spot double execution) and, now and then, a read of a key it wrote
+earlier, a compare-and-set of one (with the right expected value, or a wrong one), or a
+delete. The keys are the session's own and it has one request outstanding, so the
+correct result of each is known in advance. A request goes to
 the replica the client believes is primary; if no result arrives within the retry
 timeout it is sent to every replica, again and again. A result is accepted when f+1
 distinct replicas send matching replies (same timestamp and result).
@@ -15,7 +17,7 @@ import random
 
 import attrs
 
-from node.app.kv import decode_result, op_get, op_put
+from node.app.kv import decode_result, op_cas, op_delete, op_get, op_put
 from node.consensus.crypto import MAC_LEN, Signer, sign_request
 from node.consensus.messages import Reply, Request
 
@@ -52,8 +54,8 @@ class SimClient:
         self.view_guess = 0
         self.timestamp = 0
         self.history: list[Outstanding] = []
-        self._written: list[tuple[bytes, bytes]] = []
-        self._unread: list[int] = []
+        #: this session's keys and their values (None: deleted)
+        self._mine: dict[bytes, bytes | None] = {}
 
     @property
     def current(self) -> Outstanding | None:
@@ -74,18 +76,7 @@ class SimClient:
         if self.current is not None or len(self.history) >= self.total:
             return None
         self.timestamp += 1
-        expected: tuple[str, bytes | None] | None = None
-        if self._unread and self._rng.random() < 0.3:
-            key, value = self._written[self._unread.pop(0)]
-            op = op_get(key)
-            expected = ("ok", value)
-        else:
-            key = f"{self.session}/{self.timestamp}".encode()
-            value = f"value:{self.session}:{self.timestamp}".encode()
-            op = op_put(key, value)
-            self._unread.append(len(self._written))
-            self._written.append((key, value))
-            expected = ("ok", None)
+        op, expected = self._next_op()
         request = sign_request(
             Request(self.session, self.timestamp, op), self.signer, self.mac_keys
         )
@@ -97,6 +88,32 @@ class SimClient:
             request = attrs.evolve(request, auth=tuple(auth))
         self.history.append(Outstanding(request, now, expected))
         return request
+
+    def _next_op(self) -> tuple[bytes, tuple[str, bytes | None]]:
+        """The next operation and its correct result (the keys are this session's own)."""
+        rng, mine = self._rng, self._mine
+        roll = rng.random()
+        if mine and roll < 0.3:
+            key = rng.choice(sorted(mine))
+            value = mine[key]
+            return op_get(key), ("ok", value) if value is not None else ("absent", None)
+        live = sorted(k for k, v in mine.items() if v is not None)
+        if live and roll < 0.45:
+            key = rng.choice(live)
+            new = f"cas:{self.session}:{self.timestamp}".encode()
+            if rng.random() < 0.3:  # a stale expectation: no swap, the current value back
+                return op_cas(key, b"stale", new), ("mismatch", mine[key])
+            op = op_cas(key, mine[key], new)
+            mine[key] = new
+            return op, ("ok", None)
+        if live and roll < 0.55:
+            key = rng.choice(live)
+            mine[key] = None
+            return op_delete(key), ("ok", None)
+        key = f"{self.session}/{self.timestamp}".encode()
+        value = f"value:{self.session}:{self.timestamp}".encode()
+        mine[key] = value
+        return op_put(key, value), ("ok", None)
 
     def on_reply(self, replica: int, reply: Reply, now: float) -> Outstanding | None:
         """Record a reply from `replica`; return the request if this accepts it."""

@@ -5,7 +5,9 @@ step pops the next entry of the seeded `EventQueue` (a message delivery, a timer
 client action, a crash, a restart, a partition, GST), feeds it to the right core, applies
 the actions that come out exactly as the Trio shell does (all `Persist` records of the
 round first, as one transaction, then the rest in order) and then checks every invariant.
-The schedule stops at the first violation, when every client has its results, or when
+Beside the ledger, a `spec.CommitMonitor` records the commit votes each correct replica
+holds (delivered to it, or sent by it) and checks every execution against them. The
+schedule stops at the first violation, when every client has its results, or when
 the liveness bound after GST runs out.
 """
 
@@ -36,7 +38,7 @@ from node.consensus.events import (
     TimerFired,
     ViewChanged,
 )
-from node.consensus.messages import StateRequest
+from node.consensus.messages import Commit, StateRequest
 
 from .adversary import Adversary, AdversaryContext, make_adversary
 from .clients import SimClient
@@ -56,6 +58,7 @@ from .payloads import (
 )
 from .result import SimResult
 from .scheduler import EventQueue
+from .spec import CommitMonitor
 from .store import DurableStore
 from .trace import Trace
 
@@ -123,6 +126,7 @@ class Simulation:
         self.net = NetworkModel(schedule_rng(p.seed, p.n, "net"), p.network)
         self.trace = Trace()
         self.ledger = Invariants(p.correct)
+        self.monitor = CommitMonitor(p.n, p.f, keys.replica_public)
         self.stores = [DurableStore() for _ in range(p.n)]
         self.cores: list[ReplicaCore | None] = [self._new_core(r) for r in range(p.n)]
         self.incarnation = [0] * p.n
@@ -291,7 +295,7 @@ class Simulation:
         for r in ledger.correct:
             core = self.cores[r]
             if core is not None and core.last_executed != ledger.last_executed.get(r, 0):
-                ledger.on_progress(r, core.last_executed, core.state_digest)
+                ledger.on_progress(r, core.last_executed, core.state_digest, core.app)
 
     # --- dispatch -------------------------------------------------------------------------
     def dispatch(self, ev: Any) -> None:
@@ -303,6 +307,8 @@ class Simulation:
                 self.trace.add(now, "lost", ev.src, ev.dst, ev.msg)
                 return
             self.trace.add(now, "deliver", ev.src, ev.dst, ev.msg)
+            if ev.dst in self.ledger.correct:
+                self.monitor.delivered(ev.dst, ev.msg)
             adv = self.adversaries.get(ev.dst)
             if adv is not None:
                 adv.observe(ev.src, ev.msg)
@@ -355,6 +361,8 @@ class Simulation:
         for a in actions:
             kind = type(a)
             if adv is None and kind in (Send, Broadcast, ReplyToClient):
+                if kind is not ReplyToClient and type(a.msg) is Commit:
+                    self.monitor.hold(r, a.msg)
                 if kind is Send:
                     self.send(r, a.to, a.msg)
                 elif kind is Broadcast:
@@ -371,6 +379,7 @@ class Simulation:
             elif kind is Executed:
                 self.trace.add(self.queue.now, "executed", r, None, a)
                 self.ledger.on_executed(r, a.seq, a.digest)
+                self.check_justified(r, a)
             elif kind is FetchState:
                 self.trace.add(self.queue.now, "fetch", r, None, a)
                 if self.fetch_chain.get(r) != self.incarnation[r]:  # one fetch at a time
@@ -384,6 +393,18 @@ class Simulation:
             elif kind is StateTransferred:
                 self.state_transfers += 1
                 self.trace.add(self.queue.now, "transfer", r, None, f"seq={a.seq}")
+
+    def check_justified(self, r: int, executed: Executed) -> None:
+        """A correct replica executes a batch only with 2f + 1 commits of one view for it
+        among the messages it was actually given (or sent)."""
+        if r in self.ledger.correct and not self.monitor.justified(
+            r, executed.seq, executed.digest
+        ):
+            self.ledger.fail(
+                "unjustified",
+                f"replica {r} executed seq {executed.seq} ({executed.digest[:4].hex()}) "
+                "without 2f+1 valid commits of one view among the messages it received",
+            )
 
     def emit(self, r: int, outs: list[tuple[Any, Any]]) -> None:
         """Byzantine output: every message must survive the real codec, as on the wire."""

@@ -7,21 +7,30 @@ request executed twice (at-most-once), and an operation that no simulated client
 means an unsigned or forged request executed (validity). `Executed` actions give the
 agreement ledger (one batch digest per sequence number across correct replicas), and the
 state digest of every correct replica is compared at equal `last_executed`.
+
+Beside the real store each replica's app carries a `spec.ReferenceKV` fed the same
+operations: every result the store returns must be the reference's (`app_result`), the
+store's snapshot must decode to the reference's contents, and the reference contents of
+correct replicas must be equal at equal `last_executed` (`state`): the applied state
+itself, not only a digest that the code under test computes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
-from node.app.kv import KVStore, decode_op
+from node.app.kv import KVStore, decode_op, decode_result
+
+from .spec import ReferenceKV, decode_kv_snapshot
 
 
 @attrs.frozen
 class Violation:
     invariant: str  # agreement | validity | at_most_once | state_digest | client_result
-    # | liveness | convergence | recovery | exception
+    # | liveness | convergence | recovery | exception | app_result | state | unjustified
     detail: str
 
     def __str__(self) -> str:
@@ -37,6 +46,8 @@ class Invariants:
         self.created_ops: dict[bytes, tuple[str, int]] = {}  # op -> (session, timestamp)
         self.executed: dict[int, tuple[bytes, int]] = {}  # seq -> (digest, first replica)
         self.state_at: dict[int, tuple[bytes, int]] = {}  # seq -> (state digest, replica)
+        #: seq -> (reference contents, replica): the applied state itself
+        self.contents_at: dict[int, tuple[dict[bytes, bytes], int]] = {}
         self.last_executed: dict[int, int] = {}
         self.applied = 0
 
@@ -77,7 +88,9 @@ class Invariants:
                 f"replica {replica} executed {digest[:4].hex()}",
             )
 
-    def on_progress(self, replica: int, last_executed: int, state_digest: bytes) -> None:
+    def on_progress(
+        self, replica: int, last_executed: int, state_digest: bytes, app: RecordingApp | None = None
+    ) -> None:
         """After a step: compare `replica`'s state digest with others at the same seq."""
         if replica not in self.correct:
             return
@@ -85,6 +98,8 @@ class Invariants:
         if last_executed == previous:
             return
         self.last_executed[replica] = last_executed
+        if app is not None:
+            self._check_contents(replica, last_executed, app)
         seen = self.state_at.get(last_executed)
         if seen is None:
             self.state_at[last_executed] = (state_digest, replica)
@@ -95,9 +110,49 @@ class Invariants:
                 f"replica {replica} has {state_digest[:4].hex()}",
             )
 
+    def _check_contents(self, replica: int, seq: int, app: RecordingApp) -> None:
+        contents = app.reference.data
+        try:
+            stored = decode_kv_snapshot(app.store.snapshot())
+        except Exception as exc:  # noqa: BLE001 - an undecodable snapshot is a finding
+            self.fail("state", f"replica {replica} at seq {seq}: snapshot undecodable: {exc}")
+            return
+        if stored != contents:
+            self.fail("state", f"replica {replica} at seq {seq}: {_diff(stored, contents)}")
+            return
+        seen = self.contents_at.get(seq)
+        if seen is None:
+            self.contents_at[seq] = (dict(contents), replica)
+        elif seen[0] != contents:
+            self.fail(
+                "state",
+                f"at seq {seq}: replica {seen[1]} and replica {replica} applied different "
+                f"states: {_diff(contents, seen[0])}",
+            )
+
+    def app_result(self, replica: int, op: bytes, got: bytes, expected: Any) -> None:
+        if replica not in self.correct or expected is None:
+            return
+        try:
+            actual = decode_result(got)
+        except ValueError:
+            actual = None
+        if actual != expected:
+            self.fail(
+                "app_result",
+                f"replica {replica} answered {actual!r:.60} to {op!r:.60}, the spec says "
+                f"{expected!r:.60}",
+            )
+
     def client_accepted(self, session: str, timestamp: int, problem: str | None) -> None:
         if problem is not None:
             self.fail("client_result", f"{session} ts={timestamp} accepted a wrong {problem}")
+
+
+def _diff(a: dict[bytes, bytes], b: dict[bytes, bytes]) -> str:
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    shown = ", ".join(f"{k!r:.40}: {a.get(k)!r:.30} vs {b.get(k)!r:.30}" for k in keys[:3])
+    return f"{len(keys)} keys differ ({shown})"
 
 
 class RecordingApp:
@@ -107,10 +162,14 @@ class RecordingApp:
         self.replica = replica
         self.ledger = ledger
         self.store = KVStore()
+        self.reference = ReferenceKV()
 
     def apply(self, op: bytes) -> bytes:
         self.ledger.on_apply(self.replica, self.store, op)
-        return self.store.apply(op)
+        expected = self.reference.apply(op)
+        result = self.store.apply(op)
+        self.ledger.app_result(self.replica, op, result, expected)
+        return result
 
     def digest(self) -> bytes:
         return self.store.digest()
@@ -119,4 +178,5 @@ class RecordingApp:
         return self.store.snapshot()
 
     def restore(self, snapshot: bytes) -> None:
-        self.store.restore(snapshot)
+        self.store.restore(snapshot)  # raises on a bad snapshot: the reference stays
+        self.reference = ReferenceKV(decode_kv_snapshot(snapshot))

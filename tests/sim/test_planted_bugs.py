@@ -17,7 +17,16 @@ from .harness import Simulation
 from .params import ScheduleParams
 
 SEED_BOUND = 200
-SAFETY = ("agreement", "validity", "at_most_once", "state_digest", "client_result")
+SAFETY = (
+    "agreement",
+    "validity",
+    "at_most_once",
+    "state_digest",
+    "client_result",
+    "app_result",
+    "state",
+    "unjustified",
+)
 
 
 @pytest.mark.parametrize("n", [4, 7])
