@@ -16,7 +16,9 @@ correct replicas are never changed. Kinds (see `ADVERSARIES`):
 - lying_vc: view changes with fabricated prepared certificates for executed seqs;
 - lying_nv: as a new primary, new-views whose pre-prepares ignore the view changes;
 - selective: as primary, pre-prepares to only 2f backups; no replies to clients;
-- garbage: mutates random fields of what it sends (often re-signed so they verify).
+- garbage: mutates random fields of what it sends (often re-signed so they verify);
+- rule_breaker (`rulebreaker.py`): for each message type, validly signed messages a
+  correct replica must refuse, aimed where they can do harm.
 """
 
 from __future__ import annotations
@@ -405,4 +407,8 @@ ADVERSARIES: dict[str, type[Adversary]] = {
 
 
 def make_adversary(kind: str, ctx: AdversaryContext) -> Adversary:
+    if kind not in ADVERSARIES:
+        from .rulebreaker import RuleBreaker  # it builds on this module
+
+        ADVERSARIES[RuleBreaker.kind] = RuleBreaker
     return ADVERSARIES[kind](ctx)

@@ -5,7 +5,7 @@ step pops the next entry of the seeded `EventQueue` (a message delivery, a timer
 client action, a crash, a restart, a partition, GST), feeds it to the right core, applies
 the actions that come out exactly as the Trio shell does (all `Persist` records of the
 round first, as one transaction, then the rest in order) and then checks every invariant.
-Beside the ledger, a `spec.CommitMonitor` records the commit votes each correct replica
+Beside the ledger, a `spec.VoteMonitor` records the votes each correct replica
 holds (delivered to it, or sent by it) and checks every execution against them. The
 schedule stops at the first violation, when every client has its results, or when
 the liveness bound after GST runs out.
@@ -38,7 +38,7 @@ from node.consensus.events import (
     TimerFired,
     ViewChanged,
 )
-from node.consensus.messages import Commit, StateRequest
+from node.consensus.messages import StateRequest
 
 from .adversary import Adversary, AdversaryContext, make_adversary
 from .clients import SimClient
@@ -58,7 +58,7 @@ from .payloads import (
 )
 from .result import SimResult
 from .scheduler import EventQueue
-from .spec import CommitMonitor
+from .spec import VoteMonitor
 from .store import DurableStore
 from .trace import Trace
 
@@ -126,7 +126,7 @@ class Simulation:
         self.net = NetworkModel(schedule_rng(p.seed, p.n, "net"), p.network)
         self.trace = Trace()
         self.ledger = Invariants(p.correct)
-        self.monitor = CommitMonitor(p.n, p.f, keys.replica_public)
+        self.monitor = VoteMonitor(p.n, p.f, keys.replica_public)
         self.stores = [DurableStore() for _ in range(p.n)]
         self.cores: list[ReplicaCore | None] = [self._new_core(r) for r in range(p.n)]
         self.incarnation = [0] * p.n
@@ -308,7 +308,7 @@ class Simulation:
                 return
             self.trace.add(now, "deliver", ev.src, ev.dst, ev.msg)
             if ev.dst in self.ledger.correct:
-                self.monitor.delivered(ev.dst, ev.msg)
+                self.monitor.hold(ev.dst, ev.msg)
             adv = self.adversaries.get(ev.dst)
             if adv is not None:
                 adv.observe(ev.src, ev.msg)
@@ -361,8 +361,8 @@ class Simulation:
         for a in actions:
             kind = type(a)
             if adv is None and kind in (Send, Broadcast, ReplyToClient):
-                if kind is not ReplyToClient and type(a.msg) is Commit:
-                    self.monitor.hold(r, a.msg)
+                if kind is not ReplyToClient:
+                    self.check_sent(r, a.msg)
                 if kind is Send:
                     self.send(r, a.to, a.msg)
                 elif kind is Broadcast:
@@ -393,6 +393,15 @@ class Simulation:
             elif kind is StateTransferred:
                 self.state_transfers += 1
                 self.trace.add(self.queue.now, "transfer", r, None, f"seq={a.seq}")
+
+    def check_sent(self, r: int, msg: Any) -> None:
+        """What a correct replica sends must follow from what it holds (spec.py)."""
+        if r not in self.ledger.correct:
+            return
+        problem = self.monitor.sent(r, msg)
+        if problem is not None:
+            self.ledger.fail("unjustified", f"replica {r} sent {type(msg).__name__}: {problem}")
+        self.monitor.hold(r, msg)
 
     def check_justified(self, r: int, executed: Executed) -> None:
         """A correct replica executes a batch only with 2f + 1 commits of one view for it

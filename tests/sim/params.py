@@ -27,6 +27,7 @@ ALL_ADVERSARIES: tuple[str, ...] = (
     "lying_nv",
     "selective",
     "garbage",
+    "rule_breaker",
 )
 
 

@@ -6,10 +6,12 @@ under test, so that a bug in `node/app/` or `node/consensus/` cannot also bend t
   operations as its real store: each result must match, and the store's snapshot, decoded
   by `decode_kv_snapshot` (again independent code), must hold exactly the reference's
   contents.
-- `CommitMonitor`: which commit votes each correct replica actually holds, from the
-  messages delivered to it (directly, or inside a state response's certificates) and the
+- `VoteMonitor`: what each correct replica actually holds, from the messages delivered
+  to it (directly, inside a NewView, or inside a state response's certificates) and the
   ones it sent itself, each signature checked here with `cryptography`. A correct replica
-  may execute a batch only if 2f + 1 distinct replicas committed its digest in one view in
+  may prepare only a pre-prepare of the view's primary it was given, commit only with
+  that and 2f prepares, never vote twice for one (view, seq) (across restarts too), and
+  execute a batch only if 2f + 1 distinct replicas committed its digest in one view in
   what it holds.
 """
 
@@ -21,7 +23,14 @@ import msgpack
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from node.consensus.messages import Commit, StateResponse
+from node.consensus.messages import (
+    Commit,
+    NewView,
+    Prepare,
+    PrePrepare,
+    StateResponse,
+    batch_digest,
+)
 
 
 def _unpack(data: bytes) -> Any:
@@ -81,26 +90,32 @@ def decode_kv_snapshot(snapshot: bytes) -> dict[bytes, bytes]:
     return out
 
 
-class CommitMonitor:
-    """The commit votes each replica holds, checked by this module's own means."""
+class VoteMonitor:
+    """What each correct replica holds (pre-prepares, prepares and commits delivered to it
+    or sent by it, the re-issued pre-prepares of NewViews), checked by this module's own
+    means, and what it may send and execute given that."""
 
     def __init__(self, n: int, f: int, replica_keys: dict[int, bytes]) -> None:
+        self.n, self.f = n, f
         self.quorum = 2 * f + 1
-        self.n = n
         self._keys = {r: Ed25519PublicKey.from_public_bytes(k) for r, k in replica_keys.items()}
-        #: replica -> (seq, digest) -> view -> senders
-        self.held: dict[int, dict[tuple[int, bytes], dict[int, set[int]]]] = {}
+        #: replica -> kind -> (seq, digest) -> view -> senders
+        self.votes: dict[int, dict[type, dict[tuple[int, bytes], dict[int, set[int]]]]] = {}
+        #: replica -> (view, seq) -> digests of valid pre-prepares it was given
+        self.pps: dict[int, dict[tuple[int, int], set[bytes]]] = {}
+        #: replica -> (kind, view, seq) -> the digest it voted for
+        self.voted: dict[int, dict[tuple[type, int, int], bytes]] = {}
         self._verdicts: dict[tuple[int, bytes, bytes], bool] = {}
 
-    def _valid(self, commit: Commit) -> bool:
-        key = self._keys.get(commit.sender)
+    def _valid(self, msg: Any) -> bool:
+        key = self._keys.get(msg.sender)
         if key is None:
             return False
-        cache_key = (commit.sender, commit.payload, commit.signature)
+        cache_key = (msg.sender, msg.payload, msg.signature)
         verdict = self._verdicts.get(cache_key)
         if verdict is None:
             try:
-                key.verify(commit.signature, commit.payload)
+                key.verify(msg.signature, msg.payload)
                 verdict = True
             except (InvalidSignature, ValueError, TypeError):
                 verdict = False
@@ -109,21 +124,68 @@ class CommitMonitor:
             self._verdicts[cache_key] = verdict
         return verdict
 
-    def hold(self, replica: int, commit: Commit) -> None:
-        if type(commit) is not Commit or not self._valid(commit):
+    def _hold_vote(self, replica: int, vote: Any) -> None:
+        if vote.sender >= self.n or not self._valid(vote):
             return
-        views = self.held.setdefault(replica, {}).setdefault((commit.seq, commit.digest), {})
-        views.setdefault(commit.view, set()).add(commit.sender)
+        table = self.votes.setdefault(replica, {}).setdefault(type(vote), {})
+        table.setdefault((vote.seq, vote.digest), {}).setdefault(vote.view, set()).add(vote.sender)
 
-    def delivered(self, replica: int, msg: Any) -> None:
+    def _hold_pp(self, replica: int, pp: PrePrepare) -> None:
+        if (
+            pp.sender == pp.view % self.n
+            and batch_digest(pp.batch) == pp.digest
+            and self._valid(pp)
+        ):
+            self.pps.setdefault(replica, {}).setdefault((pp.view, pp.seq), set()).add(pp.digest)
+
+    def hold(self, replica: int, msg: Any) -> None:
+        """``msg`` was delivered to ``replica`` or sent by it."""
         kind = type(msg)
-        if kind is Commit:
-            self.hold(replica, msg)
+        if kind is Commit or kind is Prepare:
+            self._hold_vote(replica, msg)
+        elif kind is PrePrepare:
+            self._hold_pp(replica, msg)
+        elif kind is NewView:
+            if msg.sender == msg.view % self.n and self._valid(msg):
+                for pp in msg.pre_prepares:
+                    if pp.view == msg.view:
+                        self._hold_pp(replica, pp)
         elif kind is StateResponse:
             for entry in msg.entries:
                 for commit in entry.commits:
-                    self.hold(replica, commit)
+                    self._hold_vote(replica, commit)
+
+    def _count(self, replica: int, kind: type, view: int, seq: int, digest: bytes) -> int:
+        views = self.votes.get(replica, {}).get(kind, {}).get((seq, digest), {})
+        return len(views.get(view, ()))
+
+    def sent(self, replica: int, msg: Any) -> str | None:
+        """Why a correct replica must not have sent ``msg`` (None: it may)."""
+        kind = type(msg)
+        if kind is not Prepare and kind is not Commit:
+            return None
+        key = (kind, msg.view, msg.seq)
+        voted = self.voted.setdefault(replica, {})
+        earlier = voted.setdefault(key, msg.digest)
+        if earlier != msg.digest:
+            return f"it voted twice for (view {msg.view}, seq {msg.seq}): two {kind.__name__}s"
+        pp_ok = msg.digest in self.pps.get(replica, {}).get((msg.view, msg.seq), ())
+        if kind is Prepare and not pp_ok:
+            return (
+                f"its Prepare (view {msg.view}, seq {msg.seq}) matches no pre-prepare of that "
+                "view's primary it was given"
+            )
+        if kind is Commit:
+            prepares = self._count(replica, Prepare, msg.view, msg.seq, msg.digest)
+            if not pp_ok or prepares < 2 * self.f:
+                return (
+                    f"its Commit (view {msg.view}, seq {msg.seq}) rests on "
+                    f"{'a' if pp_ok else 'no'} pre-prepare and {prepares} prepares (needs 2f)"
+                )
+        return None
 
     def justified(self, replica: int, seq: int, digest: bytes) -> bool:
-        views = self.held.get(replica, {}).get((seq, digest), {})
+        """2f + 1 distinct replicas committed ``digest`` at ``seq`` in one view, in what
+        ``replica`` holds."""
+        views = self.votes.get(replica, {}).get(Commit, {}).get((seq, digest), {})
         return any(len(senders) >= self.quorum for senders in views.values())

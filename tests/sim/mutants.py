@@ -1,0 +1,343 @@
+"""Small realistic bugs for the mutation harness (`python -m tests.sim.mutate`).
+
+Each `Mutant` replaces one exact piece of text (which must occur exactly once) in one file
+of `node/consensus/` or `node/app/`, and says what the edit breaks. The harness applies
+them one at a time to a scratch copy of the tree; the simulation must fail on each.
+Mutants that change nothing observable (a check done twice, dead code) are not kept here.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class Mutant:
+    name: str
+    path: str
+    old: str
+    new: str
+    why: str
+
+
+CORE = "node/consensus/core.py"
+QUORUM = "node/consensus/quorum.py"
+VC = "node/consensus/viewchange.py"
+VIEWS = "node/consensus/views.py"
+TRANSFER = "node/consensus/transfer.py"
+CKPT = "node/consensus/checkpoints.py"
+CLIENTS = "node/consensus/clients.py"
+REQUESTS = "node/consensus/requests.py"
+RECOVERY = "node/consensus/recovery.py"
+LOG = "node/consensus/log.py"
+KV = "node/app/kv.py"
+
+MUTANTS: tuple[Mutant, ...] = (
+    Mutant(
+        "pp_from_any_replica",
+        CORE,
+        '        if sender != self.primary:\n            self._reject(sender, "not_primary")',
+        '        if sender == self.me:\n            self._reject(sender, "not_primary")',
+        "a pre-prepare is accepted from a replica that is not the primary",
+    ),
+    Mutant(
+        "second_pp_same_slot",
+        CORE,
+        "        if held is not None and held.view == pp.view:\n"
+        '            self._reject(sender, "equivocation")',
+        "        if held is not None and held.view > pp.view:\n"
+        '            self._reject(sender, "equivocation")',
+        "a second, different pre-prepare for the same (view, seq) replaces the first",
+    ),
+    Mutant(
+        "pp_digest_unchecked",
+        CORE,
+        '        if not self._digest_matches(pp):\n            self._reject(sender, "digest_mismatch")'
+        "\n            return\n        if held",
+        '        if False:\n            self._reject(sender, "digest_mismatch")\n            return\n'
+        "        if held",
+        "a pre-prepare whose digest does not match its batch is accepted",
+    ),
+    Mutant(
+        "pp_signature_unchecked",
+        CORE,
+        '        if not self._sig_ok(pp):\n            self._reject(sender, "bad_signature")\n'
+        "            return\n        if not self._digest_matches(pp):\n"
+        '            self._reject(sender, "digest_mismatch")\n            return\n        if held',
+        "        if not self._digest_matches(pp):\n"
+        '            self._reject(sender, "digest_mismatch")\n            return\n        if held',
+        "a pre-prepare's signature is never checked",
+    ),
+    Mutant(
+        "prepared_with_2f_minus_1",
+        CORE,
+        "            needed = self.quorum_size() - 1\n            if slot.prepare_count",
+        "            needed = self.quorum_size() - 2\n            if slot.prepare_count",
+        "a batch counts as prepared with one prepare too few",
+    ),
+    Mutant(
+        "committed_with_2f",
+        CORE,
+        "        if votes is None or len(votes) < quorum:\n            return\n        slot.committed",
+        "        if votes is None or len(votes) < quorum - 1:\n            return\n"
+        "        slot.committed",
+        "a batch counts as committed with 2f commits",
+    ),
+    Mutant(
+        "commit_of_any_view",
+        CORE,
+        "        votes = slot.commits.get((pp.view, pp.digest))",
+        "        votes = {s: c for (v, d), t in slot.commits.items() if d == pp.digest "
+        "for s, c in t.items()}",
+        "commits for the same digest from different views are added up",
+    ),
+    Mutant(
+        "vote_signature_unchecked",
+        CORE,
+        '        if not self._sig_ok(vote):\n            self._reject(sender, "bad_signature")',
+        '        if False:\n            self._reject(sender, "bad_signature")',
+        "prepare and commit votes are counted without checking their signatures",
+    ),
+    Mutant(
+        "request_signature_unchecked",
+        CORE,
+        "            elif self._request_ok(req):",
+        "            elif True:",
+        "a request in a pre-prepare whose MAC fails is accepted without its signature",
+    ),
+    Mutant(
+        "sig_by_claimed_key_any",
+        CORE,
+        "        key = self._replica_keys.get(msg.sender)\n        return key is not None and",
+        "        key = self._replica_keys.get(msg.sender, self._replica_keys.get(0))\n"
+        "        return key is not None and",
+        "a message from an unknown sender id is checked against replica 0's key",
+    ),
+    Mutant(
+        "duplicate_signers_ok",
+        QUORUM,
+        "    return len(senders) == len(set(senders))",
+        "    return len(senders) >= len(set(senders))",
+        "certificates with the same signer twice count it twice",
+    ),
+    Mutant(
+        "ckpt_proof_mixed_digests",
+        QUORUM,
+        "        if cp.seq != seq or cp.digest != digest or cp.sender",
+        "        if cp.seq != seq or cp.sender",
+        "a checkpoint proof may mix signatures for different digests",
+    ),
+    Mutant(
+        "prepared_cert_digest_unchecked",
+        QUORUM,
+        "            or p.digest != pp.digest\n",
+        "",
+        "a prepared certificate's prepares need not match its pre-prepare's digest",
+    ),
+    Mutant(
+        "prepared_cert_any_sender",
+        QUORUM,
+        "    if pp.sender != primary:\n        return False\n",
+        "",
+        "a prepared certificate's pre-prepare may come from any replica",
+    ),
+    Mutant(
+        "prepared_cert_sigs_unchecked",
+        QUORUM,
+        "    return all(ctx.sig_ok(p) for p in prepares)",
+        "    return True",
+        "the prepares inside a prepared certificate are not verified",
+    ),
+    Mutant(
+        "vc_cert_from_future_view",
+        QUORUM,
+        "        if not previous < pp.seq <= high or pp.view >= vc.new_view:",
+        "        if not previous < pp.seq <= high:",
+        "a view change may carry prepared certificates of views not below the new one",
+    ),
+    Mutant(
+        "vc_signature_unchecked",
+        QUORUM,
+        "    if not ctx.sig_ok(vc):\n        return False\n    return all(",
+        "    return all(",
+        "a view-change message's own signature is not checked",
+    ),
+    Mutant(
+        "nv_too_few_view_changes",
+        VC,
+        "    if not ctx.quorum <= len(vcs) <= ctx.n",
+        "    if not ctx.quorum - 1 <= len(vcs) <= ctx.n",
+        "a NewView resting on 2f view changes is accepted",
+    ),
+    Mutant(
+        "nv_digests_unchecked",
+        VC,
+        "pp.seq != seq or pp.digest != digest or pp.sender",
+        "pp.seq != seq or pp.sender",
+        "a NewView's re-issued pre-prepares need not carry the computed batches",
+    ),
+    Mutant(
+        "nv_vcs_of_other_views",
+        VC,
+        "    if any(vc.new_view != nv.view for vc in vcs):\n        return None\n",
+        "",
+        "a NewView may rest on view changes for other views",
+    ),
+    Mutant(
+        "nv_lowest_view_cert",
+        VC,
+        "            if held is None or pp.view > held.view:",
+        "            if held is None or pp.view < held.view:",
+        "the new view re-issues the lowest-view prepared certificate instead of the highest",
+    ),
+    Mutant(
+        "nv_lowest_checkpoint",
+        VC,
+        "    stable_vc = max(vcs, key=lambda vc: vc.stable_seq)",
+        "    stable_vc = min(vcs, key=lambda vc: vc.stable_seq)",
+        "the new view starts from the lowest reported checkpoint",
+    ),
+    Mutant(
+        "vc_omits_committed_certs",
+        VIEWS,
+        "        certs = [(s.seq, s.prepared_cert) for s in self._log.slots() if s.prepared_cert]",
+        "        certs = [\n            (s.seq, s.prepared_cert)\n            for s in self._log.slots()\n"
+        "            if s.prepared_cert and s.committed is None\n        ]",
+        "a view change leaves out the prepared certificates of batches already committed here",
+    ),
+    Mutant(
+        "join_on_one_request",
+        VIEWS,
+        "        if len(highest) >= self.weak_quorum_size():",
+        "        if len(highest) >= 1:",
+        "one replica asking for a higher view drags the others along",
+    ),
+    Mutant(
+        "nv_skips_checkpoint",
+        VIEWS,
+        "        if plan.min_s > self._ckpt.stable_seq and plan.stable_digest is not None:\n"
+        "            self._adopt_certified_checkpoint(",
+        "        if False:\n            self._adopt_certified_checkpoint(",
+        "a replica entering a view above its checkpoint never moves to the view's min-s",
+    ),
+    Mutant(
+        "snapshot_digest_unchecked",
+        TRANSFER,
+        "        if snapshot_digest(resp.snapshot) != digest:",
+        "        if False:",
+        "a transferred snapshot is installed without checking it against the certified digest",
+    ),
+    Mutant(
+        "transfer_cert_digest_unchecked",
+        TRANSFER,
+        "            if c.view != view or c.seq != pp.seq or c.digest != pp.digest:",
+        "            if c.view != view or c.seq != pp.seq:",
+        "a transferred batch's commits need not be for its digest",
+    ),
+    Mutant(
+        "transfer_cert_small",
+        TRANSFER,
+        "        if not self.quorum_size() <= len(commits) <= self.cfg.n",
+        "        if not 1 <= len(commits) <= self.cfg.n",
+        "a transferred batch is executed on one replica's commit",
+    ),
+    Mutant(
+        "transfer_batch_unchecked",
+        TRANSFER,
+        "        if not self._digest_matches(pp):\n            return False\n        return all(",
+        "        return all(",
+        "a transferred batch need not hash to the digest its commits name",
+    ),
+    Mutant(
+        "transfer_cert_sigs_unchecked",
+        TRANSFER,
+        "        return all(self._sig_ok(c) for c in commits)",
+        "        return True",
+        "the commits of a transferred batch are not verified",
+    ),
+    Mutant(
+        "transfer_proof_unchecked",
+        TRANSFER,
+        "            digest = check_checkpoint_proof(resp.proof, seq, self._certs())\n"
+        "            if digest is None:",
+        "            digest = resp.proof[0].digest\n            if digest is None:",
+        "a checkpoint proof in a state response is trusted without checking it",
+    ),
+    Mutant(
+        "checkpoint_quorum_2f",
+        CKPT,
+        "            if len(group) >= quorum:",
+        "            if len(group) >= quorum - 1:",
+        "a checkpoint becomes stable with 2f matching votes",
+    ),
+    Mutant(
+        "checkpoint_signature_unchecked",
+        TRANSFER,
+        '        if not self._sig_ok(cp):\n            self._reject(sender, "bad_signature")',
+        '        if False:\n            self._reject(sender, "bad_signature")',
+        "checkpoint votes are counted without checking their signatures",
+    ),
+    Mutant(
+        "retransmission_reexecuted",
+        CLIENTS,
+        "        if timestamp > last:\n            return NEW",
+        "        if timestamp >= last:\n            return NEW",
+        "a retransmitted request executes again (at-most-once broken)",
+    ),
+    Mutant(
+        "snapshot_without_clients",
+        CLIENTS,
+        "    return msgpack.packb([SNAPSHOT_VERSION, app_snapshot, clients.to_wire()])",
+        "    return msgpack.packb([SNAPSHOT_VERSION, app_snapshot, []])",
+        "checkpoints lose the client table, so a replica restored from one re-executes",
+    ),
+    Mutant(
+        "replay_commits_prepared",
+        RECOVERY,
+        "            if len(votes) >= quorum and digest in batches:",
+        "            if len(votes) >= quorum - 1 and digest in batches:",
+        "after a restart a batch with 2f stored commits is executed",
+    ),
+    Mutant(
+        "vote_equivocation_replaces",
+        LOG,
+        "        return DUPLICATE if seen == vote.digest else EQUIVOCATION\n",
+        "        if seen == vote.digest:\n            return DUPLICATE\n",
+        "a replica's second vote for another digest is counted too",
+    ),
+    Mutant(
+        "cas_mismatch_wrong_value",
+        KV,
+        '            return encode_result("mismatch", current)',
+        '            return encode_result("mismatch", arg1)',
+        "a failed compare-and-set reports the expected value instead of the current one",
+    ),
+    Mutant(
+        "delete_keeps_key",
+        KV,
+        '            self._delete(key)\n            return encode_result("ok")',
+        '            return encode_result("ok")',
+        "delete answers ok but leaves the key",
+    ),
+    Mutant(
+        "overwrite_ignored",
+        KV,
+        "        elif data[key] == value:\n            return",
+        "        elif data[key] != value:\n            return",
+        "writing a new value over an existing key does nothing",
+    ),
+    Mutant(
+        "cas_swaps_on_mismatch",
+        KV,
+        '        if current != arg1:\n            return encode_result("mismatch", current)',
+        '        if current is None:\n            return encode_result("mismatch", current)',
+        "compare-and-set swaps whatever the current value",
+    ),
+    Mutant(
+        "checkpoint_off_interval",
+        CORE,
+        "            if self._last_executed % self.cfg.checkpoint_interval == 0:",
+        "            if self._last_executed % self.cfg.checkpoint_interval == 1:",
+        "checkpoints are taken one sequence number late and never become stable",
+    ),
+)

@@ -1,0 +1,137 @@
+"""A rule-breaking Byzantine replica: validly signed messages a correct replica must refuse.
+
+`RuleBreaker` holds a real key and runs a real core (adversary.py), and breaks the rules
+of each message type where it can do harm:
+
+- pre-prepares from the wrong role: as a backup, at every tick, pre-prepares of its own
+  for the next sequence numbers of the current view, sent before the primary's; as the
+  primary, a second, different pre-prepare for the same (view, seq) right after the first;
+- state responses that disagree with their certificates, to every replica that asks and,
+  unasked, to random ones: entries whose batch was swapped, with commits for another
+  digest, too few commits, the same signer repeated, signers that are not members (ids
+  above n), bad signatures, or a batch that does not hash to its digest; snapshots that
+  do not hash to the certified digest, or certified by its own checkpoint repeated, or by
+  a proof that mixes digests; a bare checkpoint proof for a digest nobody signed;
+- checkpoints for a digest that is not its state, beside the real one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from node.app.kv import KVStore, op_put
+from node.consensus.clients import ClientTable, encode_snapshot, snapshot_digest
+from node.consensus.messages import (
+    Checkpoint,
+    Commit,
+    CommittedEntry,
+    PrePrepare,
+    StateResponse,
+    batch_digest,
+)
+
+from .adversary import Adversary, Out
+
+ENTRY_LIES = ("swap_digest", "few", "dup_signer", "non_member", "bad_sig", "unhashed")
+SNAPSHOT_LIES = ("wrong_snapshot", "dup_proof", "mixed_proof")
+
+
+class RuleBreaker(Adversary):
+    kind = "rule_breaker"
+
+    def send(self, dst: int, msg: Any) -> list[Out]:
+        kind = type(msg)
+        if kind is PrePrepare and msg.sender == self.me and self.rng.random() < 0.6:
+            batch = self.alt_batch(msg.batch)
+            second = self.sign(attrs.evolve(msg, batch=batch, digest=batch_digest(batch)))
+            return [(dst, msg), (dst, second)]
+        if kind is StateResponse and self.rng.random() < 0.7:
+            return [(dst, self.lying_response(msg))]
+        if kind is Checkpoint and msg.sender == self.me and self.rng.random() < 0.3:
+            return [(dst, self.sign(attrs.evolve(msg, digest=self.rng.randbytes(32))))]
+        return [(dst, msg)]
+
+    def tick(self) -> list[Out]:
+        core = self.ctx.core()
+        out: list[Out] = []
+        if not core.in_view_change and core.primary != self.me and self.rng.random() < 0.5:
+            base = max(core.last_executed, core.stable_checkpoint)
+            for seq in range(base + 1, base + 1 + self.rng.randint(1, 2)):
+                batch = self.alt_batch(())
+                pp = self.sign(PrePrepare(core.view, seq, batch_digest(batch), batch, self.me))
+                out += [(dst, pp) for dst in self.others]
+        if self.rng.random() < 0.3:
+            victim = self.rng.choice(self.others)
+            after = max(0, core.last_executed - self.rng.randint(0, 3))
+            real = self._real_response(core, after)
+            if real is not None:
+                out.append((victim, self.lying_response(real)))
+        return out
+
+    def _real_response(self, core: Any, after: int) -> StateResponse | None:
+        entries = core._committed_entries_above(after)  # what it would truthfully send
+        if not entries:
+            return None
+        return StateResponse(after, b"", (), self.me, tuple(entries))
+
+    # --- lies ---------------------------------------------------------------------------
+
+    def lying_response(self, resp: StateResponse) -> StateResponse:
+        if resp.snapshot and self.rng.random() < 0.6:
+            return self._lying_snapshot(resp)
+        if not resp.entries:
+            return self._lying_proof(resp)
+        entries = list(resp.entries)
+        index = self.rng.randrange(len(entries))
+        entries[index] = self._lying_entry(entries[index], self.rng.choice(ENTRY_LIES))
+        return attrs.evolve(resp, entries=tuple(entries[: index + 1]))
+
+    def _lying_entry(self, entry: CommittedEntry, how: str) -> CommittedEntry:
+        pp, commits = entry.pre_prepare, entry.commits
+        batch = self.alt_batch(pp.batch)
+        digest = batch_digest(batch)
+        fake_pp = attrs.evolve(pp, batch=batch, digest=digest)  # the primary's signature stays
+        view, quorum = commits[0].view if commits else pp.view, 2 * self.ctx.f + 1
+        mine = self.sign(Commit(view, pp.seq, digest, self.me))
+        if how == "swap_digest":  # the real commits, for the real digest
+            return CommittedEntry(fake_pp, commits)
+        if how == "unhashed":  # the real digest and commits, another batch
+            return CommittedEntry(attrs.evolve(pp, batch=batch), commits)
+        if how == "few":
+            return CommittedEntry(fake_pp, (mine,))
+        if how == "dup_signer":
+            return CommittedEntry(fake_pp, (mine,) * quorum)
+        if how == "non_member":
+            n = self.ctx.n
+            fakes = tuple(self.sign(Commit(view, pp.seq, digest, n + i)) for i in range(quorum - 1))
+            return CommittedEntry(fake_pp, (mine, *fakes))
+        others = tuple(  # bad_sig: real members, signatures that do not verify
+            Commit(view, pp.seq, digest, r, self.rng.randbytes(64))
+            for r in self.others[: quorum - 1]
+        )
+        return CommittedEntry(fake_pp, (mine, *others))
+
+    def _bogus_snapshot(self) -> bytes:
+        store = KVStore()
+        store.apply(op_put(b"planted", self.rng.randbytes(8)))
+        return encode_snapshot(store.snapshot(), ClientTable())
+
+    def _lying_snapshot(self, resp: StateResponse) -> StateResponse:
+        bogus = self._bogus_snapshot()
+        how = self.rng.choice(SNAPSHOT_LIES)
+        if how == "wrong_snapshot":
+            return attrs.evolve(resp, snapshot=bogus, entries=())
+        own = self.sign(Checkpoint(resp.seq, snapshot_digest(bogus), self.me))
+        quorum = 2 * self.ctx.f + 1
+        if how == "dup_proof":
+            proof = (own,) * quorum
+        else:
+            proof = (own, *[cp for cp in resp.proof if cp.sender != self.me][: quorum - 1])
+        return attrs.evolve(resp, snapshot=bogus, proof=proof, entries=())
+
+    def _lying_proof(self, resp: StateResponse) -> StateResponse:
+        seq = resp.seq + self.rng.choice((1, 2, 3))
+        own = self.sign(Checkpoint(seq, self.rng.randbytes(32), self.me))
+        return attrs.evolve(resp, snapshot=b"", proof=(own,) * (2 * self.ctx.f + 1), entries=())
