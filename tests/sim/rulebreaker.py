@@ -12,7 +12,11 @@ of each message type where it can do harm:
   above n), bad signatures, or a batch that does not hash to its digest; snapshots that
   do not hash to the certified digest, or certified by its own checkpoint repeated, or by
   a proof that mixes digests; a bare checkpoint proof for a digest nobody signed;
-- checkpoints for a digest that is not its state, beside the real one.
+- checkpoints for a digest that is not its state, beside the real one;
+- as primary it falls silent after a few ticks, so a view change follows, and its view
+  changes carry prepared certificates of its own views with another batch under the
+  real prepares;
+- unasked, "certificates" for the next sequence number nobody executed yet.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ from node.consensus.messages import (
     Checkpoint,
     Commit,
     CommittedEntry,
+    PreparedCert,
     PrePrepare,
     StateResponse,
+    ViewChange,
     batch_digest,
 )
 
@@ -41,8 +47,18 @@ SNAPSHOT_LIES = ("wrong_snapshot", "dup_proof", "mixed_proof")
 class RuleBreaker(Adversary):
     kind = "rule_breaker"
 
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        #: as primary, it stops proposing after this many ticks (forcing a view change)
+        self.mute_after = self.rng.randint(4, 16)
+        self.ticks = 0
+
     def send(self, dst: int, msg: Any) -> list[Out]:
         kind = type(msg)
+        if kind is PrePrepare and msg.sender == self.me and self.ticks >= self.mute_after:
+            return []
+        if kind is ViewChange and msg.sender == self.me:
+            return [(dst, self._lying_view_change(msg))]
         if kind is PrePrepare and msg.sender == self.me and self.rng.random() < 0.6:
             batch = self.alt_batch(msg.batch)
             second = self.sign(attrs.evolve(msg, batch=batch, digest=batch_digest(batch)))
@@ -54,6 +70,7 @@ class RuleBreaker(Adversary):
         return [(dst, msg)]
 
     def tick(self) -> list[Out]:
+        self.ticks += 1
         core = self.ctx.core()
         out: list[Out] = []
         if not core.in_view_change and core.primary != self.me and self.rng.random() < 0.5:
@@ -64,17 +81,19 @@ class RuleBreaker(Adversary):
                 out += [(dst, pp) for dst in self.others]
         if self.rng.random() < 0.3:
             victim = self.rng.choice(self.others)
-            after = max(0, core.last_executed - self.rng.randint(0, 3))
-            real = self._real_response(core, after)
-            if real is not None:
-                out.append((victim, self.lying_response(real)))
+            out.append((victim, self._future_entry(core)))
         return out
 
-    def _real_response(self, core: Any, after: int) -> StateResponse | None:
-        entries = core._committed_entries_above(after)  # what it would truthfully send
-        if not entries:
-            return None
-        return StateResponse(after, b"", (), self.me, tuple(entries))
+    def _future_entry(self, core: Any) -> StateResponse:
+        """Unasked: a "certificate" for the next sequence number nobody executed yet."""
+        seq = core.last_executed + 1
+        view = core.view
+        batch = self.alt_batch(())
+        pp = PrePrepare(view, seq, batch_digest(batch), batch, view % self.ctx.n)
+        pp = self.sign(pp) if pp.sender == self.me else attrs.evolve(pp, signature=bytes(64))
+        real = [CommittedEntry(pp, (self.sign(Commit(view, seq, pp.digest, self.me)),))]
+        entry = self._lying_entry(real[0], self.rng.choice(ENTRY_LIES))
+        return StateResponse(core.last_executed, b"", (), self.me, (entry,))
 
     # --- lies ---------------------------------------------------------------------------
 
@@ -112,6 +131,19 @@ class RuleBreaker(Adversary):
             for r in self.others[: quorum - 1]
         )
         return CommittedEntry(fake_pp, (mine, *others))
+
+    def _lying_view_change(self, vc: ViewChange) -> ViewChange:
+        """Prepared certificates of views it led get another batch under the same
+        prepares (its own signature on the new pre-prepare is valid)."""
+        certs = []
+        for cert in vc.prepared:
+            pp = cert.pre_prepare
+            if pp.sender == self.me:
+                batch = self.alt_batch(pp.batch)
+                pp = self.sign(attrs.evolve(pp, batch=batch, digest=batch_digest(batch)))
+                cert = PreparedCert(pp, cert.prepares)
+            certs.append(cert)
+        return self.sign(attrs.evolve(vc, prepared=tuple(certs)))
 
     def _bogus_snapshot(self) -> bytes:
         store = KVStore()
