@@ -38,7 +38,7 @@ from node.consensus.events import (
     TimerFired,
     ViewChanged,
 )
-from node.consensus.messages import StateRequest
+from node.consensus.messages import NewView, StateRequest
 
 from .adversary import Adversary, AdversaryContext, make_adversary
 from .clients import SimClient
@@ -59,6 +59,7 @@ from .payloads import (
 from .result import SimResult
 from .scheduler import EventQueue
 from .spec import VoteMonitor
+from .spec_views import NewViewJudge
 from .store import DurableStore
 from .trace import Trace
 
@@ -127,9 +128,18 @@ class Simulation:
         self.trace = Trace()
         self.ledger = Invariants(p.correct)
         self.monitor = VoteMonitor(p.n, p.f, keys.replica_public)
-        self.stores = [DurableStore() for _ in range(p.n)]
-        self.cores: list[ReplicaCore | None] = [self._new_core(r) for r in range(p.n)]
-        self.incarnation = [0] * p.n
+        self.judge = NewViewJudge(p.n, p.f, self.monitor.signed)
+        #: node -> the identity it runs: replica r is node r; a twin of r (twins.py) is a
+        #: further node with r's keys, reached by whoever is on its side of a partition
+        self.identity = [*range(p.n), *p.twins]
+        self.copies = {
+            r: [i for i, who in enumerate(self.identity) if who == r] for r in range(p.n)
+        }
+        self.stores = [DurableStore() for _ in self.identity]
+        self.cores: list[ReplicaCore | None] = [
+            self._new_core(i) for i in range(len(self.identity))
+        ]
+        self.incarnation = [0] * len(self.identity)
         self.timers: dict[tuple[int, str], Any] = {}
         self.crash_mid_round: set[int] = set()
         #: replica -> incarnation whose fetch task is running
@@ -179,16 +189,21 @@ class Simulation:
         assert core is not None
         return core
 
-    def _new_core(self, r: int) -> ReplicaCore:
+    def _new_core(self, node: int) -> ReplicaCore:
+        r = self.identity[node]
         return self.core_class(
             self.cfg,
             r,
             self.signers[r],
             self.replica_keys,
             self.client_keys,
-            RecordingApp(r, self.ledger),
+            RecordingApp(node, self.ledger),
             verify_cache=_verify_cache(self.params.n),
         )
+
+    def name(self, node: int) -> int | str:
+        """How the trace shows a node: its replica id, primed for a twin (`0'`)."""
+        return node if node < self.params.n else f"{self.identity[node]}'"
 
     def _plan(self) -> None:
         p, q = self.params, self.queue
@@ -304,11 +319,13 @@ class Simulation:
         if kind is Deliver:
             core = self.cores[ev.dst]
             if core is None:
-                self.trace.add(now, "lost", ev.src, ev.dst, ev.msg)
+                self.trace.add(now, "lost", ev.src, self.name(ev.dst), ev.msg)
                 return
-            self.trace.add(now, "deliver", ev.src, ev.dst, ev.msg)
+            self.trace.add(now, "deliver", ev.src, self.name(ev.dst), ev.msg)
             if ev.dst in self.ledger.correct:
                 self.monitor.hold(ev.dst, ev.msg)
+                if type(ev.msg) is NewView:
+                    self.judge.hold(ev.dst, ev.msg)
             adv = self.adversaries.get(ev.dst)
             if adv is not None:
                 adv.observe(ev.src, ev.msg)
@@ -316,7 +333,7 @@ class Simulation:
         elif kind is ToReplica:
             if self.cores[ev.dst] is None:
                 return
-            self.trace.add(now, "request", ev.client, ev.dst, ev.request)
+            self.trace.add(now, "request", ev.client, self.name(ev.dst), ev.request)
             adv = self.adversaries.get(ev.dst)
             if adv is not None:
                 adv.observe(ev.client, ev.request)
@@ -326,7 +343,7 @@ class Simulation:
             self.on_reply(ev)
         elif kind is TimerDue:
             self.timers.pop((ev.replica, ev.name), None)
-            self.trace.add(now, "timer", ev.replica, None, ev.name)
+            self.trace.add(now, "timer", self.name(ev.replica), None, ev.name)
             self.feed(ev.replica, TimerFired(ev.name))
         elif kind is ClientStep:
             self.client_step(ev)
@@ -358,6 +375,7 @@ class Simulation:
         adv = self.adversaries.get(r)
         if adv is not None:
             self.emit(r, adv.outgoing(actions))
+        entered = []
         for a in actions:
             kind = type(a)
             if adv is None and kind in (Send, Broadcast, ReplyToClient):
@@ -367,7 +385,7 @@ class Simulation:
                     self.send(r, a.to, a.msg)
                 elif kind is Broadcast:
                     for dst in range(self.params.n):
-                        if dst != r:
+                        if dst != self.identity[r]:
                             self.send(r, dst, a.msg)
                 else:
                     self.send_reply(r, a.client, a.reply)
@@ -377,31 +395,45 @@ class Simulation:
             elif kind is CancelTimer:
                 self.cancel_timer(r, a.timer)
             elif kind is Executed:
-                self.trace.add(self.queue.now, "executed", r, None, a)
+                self.trace.add(self.queue.now, "executed", self.name(r), None, a)
                 self.ledger.on_executed(r, a.seq, a.digest)
                 self.check_justified(r, a)
             elif kind is FetchState:
-                self.trace.add(self.queue.now, "fetch", r, None, a)
+                self.trace.add(self.queue.now, "fetch", self.name(r), None, a)
                 if self.fetch_chain.get(r) != self.incarnation[r]:  # one fetch at a time
                     self.fetch_chain[r] = self.incarnation[r]
                     self.fetch(r, 0, self.incarnation[r])
             elif kind is ViewChanged:
                 self.view_changes += 1
-                self.trace.add(self.queue.now, "newview", r, None, f"view={a.view}")
+                entered.append(a.view)
+                self.trace.add(self.queue.now, "newview", self.name(r), None, f"view={a.view}")
             elif kind is Rejected:
                 self.rejected[a.reason] += 1
             elif kind is StateTransferred:
                 self.state_transfers += 1
-                self.trace.add(self.queue.now, "transfer", r, None, f"seq={a.seq}")
+                self.trace.add(self.queue.now, "transfer", self.name(r), None, f"seq={a.seq}")
+        for view in entered:  # after the round: a new primary's NewView is in it too
+            self.check_view_entry(r, view)
 
     def check_sent(self, r: int, msg: Any) -> None:
         """What a correct replica sends must follow from what it holds (spec.py)."""
         if r not in self.ledger.correct:
             return
         problem = self.monitor.sent(r, msg)
+        if problem is None and type(msg) is NewView:
+            problem = self.judge.problem(msg)
+            self.judge.hold(r, msg)
         if problem is not None:
             self.ledger.fail("unjustified", f"replica {r} sent {type(msg).__name__}: {problem}")
         self.monitor.hold(r, msg)
+
+    def check_view_entry(self, r: int, view: int) -> None:
+        """A correct replica enters a view only by a NewView the spec accepts (spec_views.py)."""
+        if r in self.ledger.correct and not self.judge.may_enter(r, view):
+            self.ledger.fail(
+                "unjustified",
+                f"replica {r} entered view {view} holding no NewView for it that PBFT allows",
+            )
 
     def check_justified(self, r: int, executed: Executed) -> None:
         """A correct replica executes a batch only with 2f + 1 commits of one view for it
@@ -425,19 +457,22 @@ class Simulation:
                 continue
             if isinstance(dst, str):
                 self.send_reply(r, dst, msg)
-            elif dst != r:
+            elif dst != self.identity[r]:
                 self.send(r, dst, msg)
 
     def send(self, src: int, dst: int, msg: Any) -> None:
-        delays = self.net.route(src, dst)
-        if not delays:
-            self.trace.add(self.queue.now, "drop", src, dst, msg)
-        for d in delays:
-            self.queue.schedule(d, Deliver(src, dst, msg))
+        """Node `src` sends to replica `dst`: to every node running it that `src` reaches."""
+        who = self.identity[src]
+        for node in self.copies[dst]:
+            delays = self.net.route(src, node)
+            if not delays:
+                self.trace.add(self.queue.now, "drop", self.name(src), self.name(node), msg)
+            for d in delays:
+                self.queue.schedule(d, Deliver(who, node, msg))
 
     def send_reply(self, src: int, client: str, reply: Any) -> None:
         for d in self.net.route(src, client):
-            self.queue.schedule(d, ToClient(src, client, reply))
+            self.queue.schedule(d, ToClient(self.identity[src], client, reply))
 
     def cancel_timer(self, r: int, name: str) -> None:
         entry = self.timers.pop((r, name), None)
@@ -461,8 +496,9 @@ class Simulation:
             request = current.request
             targets = list(range(self.params.n))
         for dst in targets:
-            for d in self.net.route(client.session, dst):
-                self.queue.schedule(d, ToReplica(client.session, dst, request))
+            for node in self.copies[dst]:
+                for d in self.net.route(client.session, node):
+                    self.queue.schedule(d, ToReplica(client.session, node, request))
         retry = ClientStep(ev.client, request.timestamp)
         self.queue.schedule(self.params.client_retry_s, retry)
 
@@ -486,12 +522,13 @@ class Simulation:
         core = self.cores[r]
         if core is None or incarnation != self.incarnation[r]:
             return
-        peers = [p for p in range(self.params.n) if p != r]
+        who = self.identity[r]
+        peers = [p for p in range(self.params.n) if p != who]
         if core.fetching is None or attempt >= 2 * len(peers):
             self.fetch_chain.pop(r, None)
             return
-        peer = peers[(r + attempt) % len(peers)]
-        self.send(r, peer, StateRequest(core.last_executed, r))
+        peer = peers[(who + attempt) % len(peers)]
+        self.send(r, peer, StateRequest(core.last_executed, who))
         self.queue.schedule(FETCH_RETRY_S, FetchRetry(r, attempt + 1, incarnation))
 
     # --- faults ---------------------------------------------------------------------------
@@ -528,8 +565,8 @@ class Simulation:
         stored = self.stores[r].load()
         core, actions = self.core_class.recover(
             self.cfg,
-            r,
-            self.signers[r],
+            self.identity[r],
+            self.signers[self.identity[r]],
             self.replica_keys,
             self.client_keys,
             RecordingApp(r, self.ledger),

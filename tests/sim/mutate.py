@@ -73,13 +73,15 @@ def first_failure(output: str) -> str:
     return ""
 
 
-def run_mutant(copy: Path, m: Mutant, budget: int, timeout: float) -> dict[str, Any]:
+def run_mutant(
+    copy: Path, m: Mutant, budget: int, timeout: float, tests: str = "tests/sim"
+) -> dict[str, Any]:
     target = copy / m.path
     original = target.read_text()
     target.write_text(original.replace(m.old, m.new, 1))
     env = dict(os.environ, BFT_SIM_SCHEDULES=str(budget), PYTHONPATH=str(copy))
     env.pop("BFT_SIM_SEED", None)
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "tests/sim"]
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests.split()]
     started = time.monotonic()
     try:
         proc = subprocess.run(
@@ -103,7 +105,9 @@ def run_mutant(copy: Path, m: Mutant, budget: int, timeout: float) -> dict[str, 
     }
 
 
-def run_all(mutants: list[Mutant], jobs: int, budget: int, timeout: float) -> list[dict]:
+def run_all(
+    mutants: list[Mutant], jobs: int, budget: int, timeout: float, tests: str = "tests/sim"
+) -> list[dict]:
     files = tracked_files(ROOT)
     with tempfile.TemporaryDirectory(prefix="bft-mutate-") as tmp:
         copies: Queue[Path] = Queue()
@@ -113,7 +117,7 @@ def run_all(mutants: list[Mutant], jobs: int, budget: int, timeout: float) -> li
         def one(m: Mutant) -> dict[str, Any]:
             copy = copies.get()
             try:
-                row = run_mutant(copy, m, budget, timeout)
+                row = run_mutant(copy, m, budget, timeout, tests)
             finally:
                 copies.put(copy)
             mark = "caught" if row["caught"] else "SURVIVED"
@@ -147,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=600.0, help="seconds per mutant (default 600)"
     )
     parser.add_argument("--only", default="", help="comma-separated mutant names")
+    parser.add_argument(
+        "--tests",
+        default="tests/sim",
+        help="what pytest runs per mutant (default tests/sim, the whole simulation; e.g. "
+        "tests/sim/test_twins.py to see what one part catches alone)",
+    )
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--json-out", type=Path, help="also write the summary here")
     args = parser.parse_args(argv)
@@ -166,8 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         for m in chosen:
             print(f"{m.name:34} {m.path:32} {m.why}")
         return 0
-    print(f"{len(chosen)} mutants, budget {args.budget} schedules, {args.jobs} at once")
-    rows = run_all(chosen, max(1, args.jobs), args.budget, args.timeout)
+    print(
+        f"{len(chosen)} mutants, budget {args.budget} schedules, {args.jobs} at once, "
+        f"running {args.tests}"
+    )
+    rows = run_all(chosen, max(1, args.jobs), args.budget, args.timeout, args.tests)
     summary = summarise(rows)
     print(
         f"caught {summary['caught']} of {summary['mutants']} (score {summary['score']}), "

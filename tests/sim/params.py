@@ -76,10 +76,12 @@ class ScheduleParams:
     max_in_flight: int = 0
     #: CoreConfig.status_interval_s (status messages, view sync and catch-up)
     status_interval_s: float = 0.5
+    #: replicas run twice (Twins, twins.py): each copy an honest core with the same keys
+    twins: tuple[int, ...] = ()
 
     @property
     def correct(self) -> list[int]:
-        return [r for r in range(self.n) if r not in self.byzantine]
+        return [r for r in range(self.n) if r not in self.byzantine and r not in self.twins]
 
     @property
     def settle_time(self) -> float:
@@ -97,6 +99,7 @@ class ScheduleParams:
             f"gst={self.gst:.2f} clients={self.clients}x{self.requests_per_client} "
             f"ckpt={self.checkpoint_interval} win={self.watermark_window} batch={self.batch_max}"
             f" in_flight={self.max_in_flight}"
+            + (f" twins={list(self.twins)}" if self.twins else "")
         )
 
     @classmethod

@@ -1,4 +1,5 @@
-"""Replay one schedule from its seed: `python -m tests.sim.replay SEED [--n 4] [--bug NAME]`.
+"""Replay one schedule from its seed: `python -m tests.sim.replay SEED [--n 4] [--bug NAME]`,
+or one Twins scenario from its id: `python -m tests.sim.replay --twins ID [--n 4]`.
 
 Prints the schedule, the outcome, the final state of every replica and the trace (the
 last `--lines` events). The same seed always gives the same run. `--bug` replays with a
@@ -17,6 +18,8 @@ from .params import ScheduleParams
 from .result import SimResult
 from .runner import params_for
 from .trace import Trace
+from .twins import build as build_twins
+from .twins import scenario
 
 
 def build(
@@ -37,8 +40,10 @@ def build(
 
 def describe_replicas(sim: Simulation) -> str:
     out = []
-    for r, core in enumerate(sim.cores):
-        role = sim.params.byzantine.get(r, "correct")
+    for node, core in enumerate(sim.cores):
+        r = sim.name(node)
+        twin = sim.identity[node] in sim.params.twins
+        role = "twin" if twin else sim.params.byzantine.get(node, "correct")
         if core is None:
             out.append(f"  replica {r} ({role}): crashed")
             continue
@@ -62,15 +67,29 @@ def summary(result: SimResult) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.sim.replay", description=__doc__)
-    parser.add_argument("seed", type=int)
+    parser.add_argument("seed", type=int, nargs="?", help="the schedule's seed")
+    parser.add_argument("--twins", type=int, metavar="ID", help="replay a Twins scenario")
     parser.add_argument("--n", type=int, default=4, help="replicas (4 or 7; default 4)")
     parser.add_argument("--bug", choices=sorted(PLANTED_BUGS), help="replay with a planted bug")
     parser.add_argument("--lines", type=int, default=200, help="trace lines to print")
     parser.add_argument(
-        "--profile", choices=("default", "rejoin"), default="default", help="schedule profile"
+        "--profile",
+        choices=("default", "rejoin", "views"),
+        default="default",
+        help="schedule profile",
     )
     args = parser.parse_args(argv)
-    sim = build(args.seed, args.n, args.bug, args.lines, args.profile)
+    if (args.seed is None) == (args.twins is None):
+        parser.error("give a SEED or --twins ID")
+    if args.twins is not None:
+        try:
+            print(scenario(args.n, args.twins).describe())
+        except ValueError as e:
+            parser.error(str(e))
+        sim = build_twins(args.n, args.twins)
+        sim.trace = Trace(keep=args.lines)
+    else:
+        sim = build(args.seed, args.n, args.bug, args.lines, args.profile)
     result = sim.run()
     print(f"schedule: {sim.params.summary()}")
     print(f"outcome: {'ok' if result.ok else 'FAILED'}  {summary(result)}")

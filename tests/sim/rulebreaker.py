@@ -16,7 +16,9 @@ of each message type where it can do harm:
 - as primary it falls silent after a few ticks, so a view change follows, and its view
   changes carry prepared certificates of its own views with another batch under the
   real prepares;
-- unasked, "certificates" for the next sequence number nobody executed yet.
+- unasked, "certificates" for the next sequence number nobody executed yet;
+- as the primary of a new view, NewViews that break one rule each (nvlies.py) before its
+  real one, which it holds back until its next tick.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from node.consensus.messages import (
     Checkpoint,
     Commit,
     CommittedEntry,
+    NewView,
     PreparedCert,
     PrePrepare,
     StateResponse,
@@ -39,6 +42,7 @@ from node.consensus.messages import (
 )
 
 from .adversary import Adversary, Out
+from .nvlies import lying_new_views
 
 ENTRY_LIES = ("swap_digest", "few", "dup_signer", "non_member", "bad_sig", "unhashed")
 SNAPSHOT_LIES = ("wrong_snapshot", "dup_proof", "mixed_proof")
@@ -52,6 +56,9 @@ class RuleBreaker(Adversary):
         #: as primary, it stops proposing after this many ticks (forcing a view change)
         self.mute_after = self.rng.randint(4, 16)
         self.ticks = 0
+        #: its real NewViews, sent at the next tick, after the lies
+        self.held_back: list[Out] = []
+        self.nv_lies: dict[int, list[NewView]] = {}
 
     def send(self, dst: int, msg: Any) -> list[Out]:
         kind = type(msg)
@@ -59,6 +66,15 @@ class RuleBreaker(Adversary):
             return []
         if kind is ViewChange and msg.sender == self.me:
             return [(dst, self._lying_view_change(msg))]
+        if kind is NewView and msg.sender == self.me:
+            if msg.view not in self.nv_lies:
+                self.nv_lies = {
+                    msg.view: lying_new_views(
+                        msg, self.sign, self.alt_batch, batch_digest, self.ctx.f
+                    )
+                }
+            self.held_back.append((dst, msg))
+            return [(dst, lie) for lie in self.nv_lies[msg.view]]
         if kind is PrePrepare and msg.sender == self.me and self.rng.random() < 0.6:
             batch = self.alt_batch(msg.batch)
             second = self.sign(attrs.evolve(msg, batch=batch, digest=batch_digest(batch)))
@@ -72,7 +88,7 @@ class RuleBreaker(Adversary):
     def tick(self) -> list[Out]:
         self.ticks += 1
         core = self.ctx.core()
-        out: list[Out] = []
+        out, self.held_back = self.held_back, []
         if not core.in_view_change and core.primary != self.me and self.rng.random() < 0.5:
             base = max(core.last_executed, core.stable_checkpoint)
             for seq in range(base + 1, base + 1 + self.rng.randint(1, 2)):

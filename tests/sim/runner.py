@@ -2,9 +2,9 @@
 
 Environment variables:
 
-- `BFT_SIM_SCHEDULES`: total schedules of the default run (default 1500: 50 % default
-  profile with n=4, 33 % with n=7, 12 % rejoin profile (`profiles.py`) with n=4, 5 % with
-  n=7);
+- `BFT_SIM_SCHEDULES`: total schedules of the default run (default 1500: 45 % default
+  profile with n=4, 30 % with n=7, 12 % rejoin profile (`profiles.py`) with n=4, 5 % with
+  n=7, 5 % views profile (`profile_views.py`) with n=4, 3 % with n=7);
 - `BFT_SIM_SEED_BASE`: first seed (default 0), to explore fresh seeds in long runs;
 - `BFT_SIM_SEED` (+ `BFT_SIM_N`, `BFT_SIM_BUG`): run just that one schedule, verbosely.
 """
@@ -16,11 +16,19 @@ from collections.abc import Iterable, Iterator
 
 from .harness import Simulation
 from .params import ScheduleParams
+from .profile_views import views_params
 from .profiles import rejoin_params
 from .result import SimResult
 
 #: (profile, n) -> share of the schedules
-SHARES = {("default", 4): 0.5, ("default", 7): 0.33, ("rejoin", 4): 0.12, ("rejoin", 7): 0.05}
+SHARES = {
+    ("default", 4): 0.45,
+    ("default", 7): 0.30,
+    ("rejoin", 4): 0.12,
+    ("rejoin", 7): 0.05,
+    ("views", 4): 0.05,
+    ("views", 7): 0.03,
+}
 MIN_CHUNK = 50
 MAX_CHUNKS_PER_N = 40
 
@@ -46,6 +54,8 @@ def chunks() -> Iterator[tuple[str, int, int, int]]:
 def params_for(profile: str, seed: int, n: int) -> ScheduleParams:
     if profile == "rejoin":
         return rejoin_params(seed, n)
+    if profile == "views":
+        return views_params(seed, n)
     return ScheduleParams.from_seed(seed, n)
 
 

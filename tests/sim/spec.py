@@ -107,7 +107,8 @@ class VoteMonitor:
         self.voted: dict[int, dict[tuple[type, int, int], bytes]] = {}
         self._verdicts: dict[tuple[int, bytes, bytes], bool] = {}
 
-    def _valid(self, msg: Any) -> bool:
+    def signed(self, msg: Any) -> bool:
+        """Whether `msg` carries a valid signature of its sender (a member)."""
         key = self._keys.get(msg.sender)
         if key is None:
             return False
@@ -125,7 +126,7 @@ class VoteMonitor:
         return verdict
 
     def _hold_vote(self, replica: int, vote: Any) -> None:
-        if vote.sender >= self.n or not self._valid(vote):
+        if vote.sender >= self.n or not self.signed(vote):
             return
         table = self.votes.setdefault(replica, {}).setdefault(type(vote), {})
         table.setdefault((vote.seq, vote.digest), {}).setdefault(vote.view, set()).add(vote.sender)
@@ -134,7 +135,7 @@ class VoteMonitor:
         if (
             pp.sender == pp.view % self.n
             and batch_digest(pp.batch) == pp.digest
-            and self._valid(pp)
+            and self.signed(pp)
         ):
             self.pps.setdefault(replica, {}).setdefault((pp.view, pp.seq), set()).add(pp.digest)
 
@@ -146,7 +147,7 @@ class VoteMonitor:
         elif kind is PrePrepare:
             self._hold_pp(replica, msg)
         elif kind is NewView:
-            if msg.sender == msg.view % self.n and self._valid(msg):
+            if msg.sender == msg.view % self.n and self.signed(msg):
                 for pp in msg.pre_prepares:
                     if pp.view == msg.view:
                         self._hold_pp(replica, pp)
