@@ -23,6 +23,7 @@ from node.consensus.config import CoreConfig
 from node.consensus.core import ReplicaCore
 from node.consensus.crypto import Signer, VerifyCache, client_mac_keys
 from node.consensus.events import (
+    VIEW_CHANGE_TIMER,
     Broadcast,
     CancelTimer,
     Executed,
@@ -38,7 +39,7 @@ from node.consensus.events import (
     TimerFired,
     ViewChanged,
 )
-from node.consensus.messages import NewView, StateRequest
+from node.consensus.messages import Commit, NewView, StateRequest, ViewChange
 
 from .adversary import Adversary, AdversaryContext, make_adversary
 from .clients import SimClient
@@ -142,6 +143,8 @@ class Simulation:
         self.incarnation = [0] * len(self.identity)
         self.timers: dict[tuple[int, str], Any] = {}
         self.crash_mid_round: set[int] = set()
+        #: replicas to crash as soon as they hold 2f commits for a batch not yet executed
+        self.crash_on_commit: set[int] = set()
         #: replica -> incarnation whose fetch task is running
         self.fetch_chain: dict[int, int] = {}
         #: replica -> its last executed sequence number when it crashed
@@ -176,6 +179,8 @@ class Simulation:
         ]
         self.by_session = {c.session: i for i, c in enumerate(self.clients)}
         self.steps = 0
+        #: the input the core being fed is handling (what its view changes may rest on)
+        self.cause: Any = None
         self.view_changes = 0
         self.state_transfers = 0
         self.restarts = 0
@@ -211,7 +216,8 @@ class Simulation:
             q.schedule_at(start, ClientStep(i))
         for crash in p.crashes:
             mid = schedule_rng(p.seed, p.n, "mid").random() < 0.5
-            q.schedule_at(crash.at, Control("crash_mid_round" if mid else "crash", crash.replica))
+            what = "crash_on_commit" if crash.on_commit else "crash_mid_round" if mid else "crash"
+            q.schedule_at(crash.at, Control(what, crash.replica))
             q.schedule_at(crash.restart_at, Control("restart", crash.replica))
         for part in p.partitions:
             q.schedule_at(part.at, Control("partition", part.groups))
@@ -330,6 +336,8 @@ class Simulation:
             if adv is not None:
                 adv.observe(ev.src, ev.msg)
             self.feed(ev.dst, MessageReceived(ev.src, ev.msg))
+            if ev.dst in self.crash_on_commit and type(ev.msg) is Commit:
+                self.maybe_crash_on_commit(ev.dst, ev.msg)
         elif kind is ToReplica:
             if self.cores[ev.dst] is None:
                 return
@@ -360,7 +368,9 @@ class Simulation:
     def feed(self, r: int, event: Any) -> None:
         core = self.cores[r]
         if core is not None:
+            self.cause = event
             self.apply(r, core.handle(event))
+            self.cause = None
 
     def apply(self, r: int, actions: list[Any]) -> None:
         """Perform one round's actions the way the shell does."""
@@ -420,6 +430,12 @@ class Simulation:
         if r not in self.ledger.correct:
             return
         problem = self.monitor.sent(r, msg)
+        if type(msg) is ViewChange:
+            cause = self.cause
+            timed_out = cause == "restart" or (
+                type(cause) is TimerFired and cause.timer == VIEW_CHANGE_TIMER
+            )
+            problem = self.monitor.view_change_problem(r, msg, timed_out)
         if problem is None and type(msg) is NewView:
             problem = self.judge.problem(msg)
             self.judge.hold(r, msg)
@@ -539,6 +555,8 @@ class Simulation:
             self.crash(ev.arg)
         elif ev.what == "crash_mid_round":
             self.crash_mid_round.add(ev.arg)
+        elif ev.what == "crash_on_commit":
+            self.crash_on_commit.add(ev.arg)
         elif ev.what == "restart":
             self.restart(ev.arg)
         elif ev.what == "partition":
@@ -547,6 +565,15 @@ class Simulation:
             self.net.heal()
         elif ev.what == "gst":
             self.net.stabilise()
+
+    def maybe_crash_on_commit(self, r: int, commit: Commit) -> None:
+        """Crash `r` right after it stored the 2f-th commit of a batch it has not executed."""
+        core = self.cores[r]
+        held = self.monitor.commits_held(r, commit.view, commit.seq, commit.digest)
+        if core is not None and core.last_executed < commit.seq and held == 2 * self.params.f:
+            self.crash_on_commit.discard(r)
+            self.trace.add(self.queue.now, "crash", r, None, f"2f commits for seq {commit.seq}")
+            self.crash(r)
 
     def crash(self, r: int) -> None:
         core = self.cores[r]
@@ -560,6 +587,7 @@ class Simulation:
 
     def restart(self, r: int) -> None:
         self.crash_mid_round.discard(r)
+        self.crash_on_commit.discard(r)
         if self.cores[r] is not None:
             self.crash(r)
         stored = self.stores[r].load()
@@ -576,7 +604,9 @@ class Simulation:
         self.cores[r] = core
         self.restarts += 1
         self.ledger.last_executed.pop(r, None)
+        self.cause = "restart"
         self.apply(r, actions)
+        self.cause = None
         before = self.executed_at_crash.get(r, 0)
         if r in self.ledger.correct and core.last_executed < before:
             self.ledger.fail(

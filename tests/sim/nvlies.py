@@ -8,6 +8,9 @@ from the real view changes it gathered, each internally consistent except for on
 - `wrong_batch`: the real view changes, one re-issued pre-prepare with another batch
   (signed, hashing to its digest, but not the batch the certificates name).
 
+And, from a replica that is not the new view's primary, `new_view_from` the 2f + 1 real
+view changes it overheard: a NewView correct in all but its sender.
+
 The re-issued pre-prepares are computed with the core's own plan over the (altered) view
 changes, so each lie breaks exactly the rule it is named for.
 """
@@ -25,7 +28,7 @@ from node.consensus.viewchange import plan_new_view
 NV_LIES = ("too_few", "other_view", "forged", "wrong_batch")
 
 
-def _new_view(
+def new_view_from(
     view: int, vcs: tuple[ViewChange, ...], me: int, sign: Callable[[Any], Any]
 ) -> NewView:
     plan = plan_new_view(view, vcs)
@@ -47,16 +50,18 @@ def lying_new_views(
     lies = []
     # drop the view change carrying the most certificates: the one whose loss can hurt
     keep = sorted(vcs, key=lambda vc: len(vc.prepared))[: 2 * f]
-    lies.append(_new_view(view, tuple(keep), me, sign))
+    lies.append(new_view_from(view, tuple(keep), me, sign))
     own = [vc for vc in vcs if vc.sender == me]
     if own:
         moved = sign(attrs.evolve(own[0], new_view=view + 1))
-        lies.append(_new_view(view, tuple(moved if vc is own[0] else vc for vc in vcs), me, sign))
+        lies.append(
+            new_view_from(view, tuple(moved if vc is own[0] else vc for vc in vcs), me, sign)
+        )
     others = [vc for vc in vcs if vc.sender != me and vc.prepared]
     if others:
         forged = attrs.evolve(others[0], prepared=())  # its signature no longer verifies
         lies.append(
-            _new_view(view, tuple(forged if vc is others[0] else vc for vc in vcs), me, sign)
+            new_view_from(view, tuple(forged if vc is others[0] else vc for vc in vcs), me, sign)
         )
     if real.pre_prepares:
         pps = list(real.pre_prepares)

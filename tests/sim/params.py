@@ -42,6 +42,9 @@ class Crash:
     replica: int
     at: float
     restart_at: float
+    #: crash not at `at` but at the first moment after it when the replica holds exactly
+    #: 2f commits for a batch it has not executed (the last one still on its way)
+    on_commit: bool = False
 
 
 @attrs.frozen

@@ -4,7 +4,8 @@ overload. Each is a seed-determined `ScheduleParams`, so a seed alone replays it
 `python -m tests.sim.replay SEED --n 4 --profile rejoin`.
 
 - `restart`: a correct replica (the primary one time in three) crashes after many
-  batches, is down long enough to miss checkpoints, and restarts; sometimes twice.
+  batches (half the time just as it holds 2f of a batch's commits, the last one still
+  on its way), is down long enough to miss checkpoints, and restarts; sometimes twice.
 - `partition`: a correct replica is cut off for several checkpoint intervals while the
   others go on; after the heal, sometimes the primary is cut off next, so the first one
   is needed for the quorum of the view change.
@@ -70,7 +71,8 @@ def _correct_victim(p: ScheduleParams, rng, primary_p: float = 1 / 3) -> int:
 def _restart(p: ScheduleParams, rng) -> ScheduleParams:
     victim = _correct_victim(p, rng)
     at = rng.uniform(0.8, 2.0)
-    crashes = [Crash(victim, at, at + rng.uniform(0.8, 3.0))]
+    # half the time at the worst moment: 2f commits of a batch stored, the last one not
+    crashes = [Crash(victim, at, at + rng.uniform(0.8, 3.0), on_commit=rng.random() < 0.5)]
     if rng.random() < 0.4:  # a second round, maybe of another replica
         again = _correct_victim(p, rng)
         later = crashes[0].restart_at + rng.uniform(0.5, 1.5)

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lines", type=int, default=200, help="trace lines to print")
     parser.add_argument(
         "--profile",
-        choices=("default", "rejoin", "views"),
+        choices=("default", "rejoin", "attack"),
         default="default",
         help="schedule profile",
     )

@@ -12,13 +12,19 @@ of each message type where it can do harm:
   above n), bad signatures, or a batch that does not hash to its digest; snapshots that
   do not hash to the certified digest, or certified by its own checkpoint repeated, or by
   a proof that mixes digests; a bare checkpoint proof for a digest nobody signed;
+- unasked, to a replica whose status shows it behind (just restarted, or back from a
+  partition), lying state responses built from the real ones it would send, before the
+  replica's own fetch reaches a correct peer;
 - checkpoints for a digest that is not its state, beside the real one;
 - as primary it falls silent after a few ticks, so a view change follows, and its view
   changes carry prepared certificates of its own views with another batch under the
   real prepares;
 - unasked, "certificates" for the next sequence number nobody executed yet;
+- alone, now and then, a view change for a later view while nobody else wants one (a
+  correct replica joins only when f + 1 others ask);
 - as the primary of a new view, NewViews that break one rule each (nvlies.py) before its
-  real one, which it holds back until its next tick.
+  real one, which it holds back until its next tick; and when it is not the new primary,
+  a NewView of its own from the 2f + 1 view changes of the others it overheard.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import attrs
 
 from node.app.kv import KVStore, op_put
 from node.consensus.clients import ClientTable, encode_snapshot, snapshot_digest
+from node.consensus.events import MessageReceived, Send
 from node.consensus.messages import (
     Checkpoint,
     Commit,
@@ -36,13 +43,15 @@ from node.consensus.messages import (
     NewView,
     PreparedCert,
     PrePrepare,
+    StateRequest,
     StateResponse,
+    Status,
     ViewChange,
     batch_digest,
 )
 
 from .adversary import Adversary, Out
-from .nvlies import lying_new_views
+from .nvlies import lying_new_views, new_view_from
 
 ENTRY_LIES = ("swap_digest", "few", "dup_signer", "non_member", "bad_sig", "unhashed")
 SNAPSHOT_LIES = ("wrong_snapshot", "dup_proof", "mixed_proof")
@@ -59,6 +68,45 @@ class RuleBreaker(Adversary):
         #: its real NewViews, sent at the next tick, after the lies
         self.held_back: list[Out] = []
         self.nv_lies: dict[int, list[NewView]] = {}
+        #: lies for a lagging peer, sent with the actions of the round that showed it
+        self.to_laggards: list[Out] = []
+        self.lied_to: set[tuple[int, int]] = set()
+        #: view -> sender -> the view change it overheard (for a usurper's NewView)
+        self.overheard: dict[int, dict[int, ViewChange]] = {}
+
+    def _usurp(self, vc: ViewChange) -> None:
+        view = vc.new_view
+        if view % self.ctx.n == self.me or vc.sender == self.me or view < self.ctx.core().view:
+            return
+        heard = self.overheard.setdefault(view, {})
+        heard[vc.sender] = vc
+        if len(heard) == 2 * self.ctx.f + 1:
+            nv = new_view_from(view, tuple(heard.values()), self.me, self.sign)
+            self.to_laggards += [(dst, nv) for dst in self.others]
+        if len(self.overheard) > 8:
+            del self.overheard[min(self.overheard)]
+
+    def observe(self, sender: Any, msg: Any) -> None:
+        super().observe(sender, msg)
+        if type(msg) is ViewChange:
+            self._usurp(msg)
+        if type(msg) is not Status or not isinstance(sender, int):
+            return
+        core = self.ctx.core()
+        key = (sender, msg.last_executed)
+        if msg.last_executed >= core.last_executed or key in self.lied_to:
+            return
+        self.lied_to.add(key)
+        real = core.handle(MessageReceived(sender, StateRequest(msg.last_executed, sender)))
+        for action in real:
+            if type(action) is Send and type(action.msg) is StateResponse:
+                self.to_laggards.append((sender, self.lying_response(action.msg)))
+
+    def outgoing(self, actions: Any) -> list[Out]:
+        out = super().outgoing(actions)
+        if self.to_laggards:
+            out, self.to_laggards = self.to_laggards + out, []
+        return out
 
     def send(self, dst: int, msg: Any) -> list[Out]:
         kind = type(msg)
@@ -98,7 +146,15 @@ class RuleBreaker(Adversary):
         if self.rng.random() < 0.3:
             victim = self.rng.choice(self.others)
             out.append((victim, self._future_entry(core)))
+        if not core.in_view_change and self.rng.random() < 0.15:
+            out += [(dst, self._premature_view_change(core)) for dst in self.others]
         return out
+
+    def _premature_view_change(self, core: Any) -> ViewChange:
+        """A valid view change (real checkpoint proof) for a view nobody else asked for."""
+        ckpt = core._ckpt
+        view = core.view + self.rng.randint(1, 2)
+        return self.sign(ViewChange(view, ckpt.stable_seq, ckpt.stable_proof, (), self.me))
 
     def _future_entry(self, core: Any) -> StateResponse:
         """Unasked: a "certificate" for the next sequence number nobody executed yet."""

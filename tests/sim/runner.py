@@ -4,7 +4,7 @@ Environment variables:
 
 - `BFT_SIM_SCHEDULES`: total schedules of the default run (default 1500: 45 % default
   profile with n=4, 30 % with n=7, 12 % rejoin profile (`profiles.py`) with n=4, 5 % with
-  n=7, 5 % views profile (`profile_views.py`) with n=4, 3 % with n=7);
+  n=7, 5 % attack profile (`profile_attack.py`) with n=4, 3 % with n=7);
 - `BFT_SIM_SEED_BASE`: first seed (default 0), to explore fresh seeds in long runs;
 - `BFT_SIM_SEED` (+ `BFT_SIM_N`, `BFT_SIM_BUG`): run just that one schedule, verbosely.
 """
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 
 from .harness import Simulation
 from .params import ScheduleParams
-from .profile_views import views_params
+from .profile_attack import attack_params
 from .profiles import rejoin_params
 from .result import SimResult
 
@@ -26,8 +26,8 @@ SHARES = {
     ("default", 7): 0.30,
     ("rejoin", 4): 0.12,
     ("rejoin", 7): 0.05,
-    ("views", 4): 0.05,
-    ("views", 7): 0.03,
+    ("attack", 4): 0.05,
+    ("attack", 7): 0.03,
 }
 MIN_CHUNK = 50
 MAX_CHUNKS_PER_N = 40
@@ -54,8 +54,8 @@ def chunks() -> Iterator[tuple[str, int, int, int]]:
 def params_for(profile: str, seed: int, n: int) -> ScheduleParams:
     if profile == "rejoin":
         return rejoin_params(seed, n)
-    if profile == "views":
-        return views_params(seed, n)
+    if profile == "attack":
+        return attack_params(seed, n)
     return ScheduleParams.from_seed(seed, n)
 
 

@@ -10,7 +10,8 @@ under test, so that a bug in `node/app/` or `node/consensus/` cannot also bend t
   to it (directly, inside a NewView, or inside a state response's certificates) and the
   ones it sent itself, each signature checked here with `cryptography`. A correct replica
   may prepare only a pre-prepare of the view's primary it was given, commit only with
-  that and 2f prepares, never vote twice for one (view, seq) (across restarts too), and
+  that and 2f prepares, never vote or propose twice for one (view, seq) (across restarts
+  too), ask for a view change only on its own timeout or when f + 1 others ask, and
   execute a batch only if 2f + 1 distinct replicas committed its digest in one view in
   what it holds.
 """
@@ -29,6 +30,7 @@ from node.consensus.messages import (
     Prepare,
     PrePrepare,
     StateResponse,
+    ViewChange,
     batch_digest,
 )
 
@@ -106,6 +108,10 @@ class VoteMonitor:
         #: replica -> (kind, view, seq) -> the digest it voted for
         self.voted: dict[int, dict[tuple[type, int, int], bytes]] = {}
         self._verdicts: dict[tuple[int, bytes, bytes], bool] = {}
+        #: replica -> other replica -> the highest view it asked for, in what it holds
+        self.vc_asks: dict[int, dict[int, int]] = {}
+        #: replica -> views it sent a view change for
+        self.vc_sent: dict[int, set[int]] = {}
 
     def signed(self, msg: Any) -> bool:
         """Whether `msg` carries a valid signature of its sender (a member)."""
@@ -146,15 +152,39 @@ class VoteMonitor:
             self._hold_vote(replica, msg)
         elif kind is PrePrepare:
             self._hold_pp(replica, msg)
+        elif kind is ViewChange:
+            self._hold_vc(replica, msg)
         elif kind is NewView:
             if msg.sender == msg.view % self.n and self.signed(msg):
                 for pp in msg.pre_prepares:
                     if pp.view == msg.view:
                         self._hold_pp(replica, pp)
+                for vc in msg.view_changes:
+                    self._hold_vc(replica, vc)
         elif kind is StateResponse:
             for entry in msg.entries:
                 for commit in entry.commits:
                     self._hold_vote(replica, commit)
+
+    def _hold_vc(self, replica: int, vc: ViewChange) -> None:
+        if vc.sender == replica:
+            self.vc_sent.setdefault(replica, set()).add(vc.new_view)
+        elif vc.sender < self.n and self.signed(vc):
+            asks = self.vc_asks.setdefault(replica, {})
+            asks[vc.sender] = max(asks.get(vc.sender, -1), vc.new_view)
+
+    def view_change_problem(self, replica: int, vc: ViewChange, timed_out: bool) -> str | None:
+        """Why a correct replica must not send ``vc``: it may ask for a view when its own
+        timer ran out, when f + 1 others asked for that view or higher, or again."""
+        if timed_out or vc.new_view in self.vc_sent.get(replica, ()):
+            return None
+        asking = [s for s, v in self.vc_asks.get(replica, {}).items() if v >= vc.new_view]
+        if len(asking) >= self.f + 1:
+            return None
+        return (
+            f"it asked for view {vc.new_view} with no timeout of its own and only "
+            f"{len(asking)} others asking for it or higher (needs f+1)"
+        )
 
     def _count(self, replica: int, kind: type, view: int, seq: int, digest: bytes) -> int:
         views = self.votes.get(replica, {}).get(kind, {}).get((seq, digest), {})
@@ -163,6 +193,12 @@ class VoteMonitor:
     def sent(self, replica: int, msg: Any) -> str | None:
         """Why a correct replica must not have sent ``msg`` (None: it may)."""
         kind = type(msg)
+        if kind is PrePrepare:
+            return self._proposed(replica, msg)
+        if kind is NewView:
+            return next(
+                filter(None, (self._proposed(replica, pp) for pp in msg.pre_prepares)), None
+            )
         if kind is not Prepare and kind is not Commit:
             return None
         key = (kind, msg.view, msg.seq)
@@ -184,6 +220,18 @@ class VoteMonitor:
                     f"{'a' if pp_ok else 'no'} pre-prepare and {prepares} prepares (needs 2f)"
                 )
         return None
+
+    def _proposed(self, replica: int, pp: PrePrepare) -> str | None:
+        """A primary proposes one batch per (view, seq), across restarts too."""
+        if pp.sender != replica:
+            return None  # a NewView relayed to a laggard
+        voted = self.voted.setdefault(replica, {})
+        if voted.setdefault((PrePrepare, pp.view, pp.seq), pp.digest) != pp.digest:
+            return f"it proposed two batches for (view {pp.view}, seq {pp.seq})"
+        return None
+
+    def commits_held(self, replica: int, view: int, seq: int, digest: bytes) -> int:
+        return self._count(replica, Commit, view, seq, digest)
 
     def justified(self, replica: int, seq: int, digest: bytes) -> bool:
         """2f + 1 distinct replicas committed ``digest`` at ``seq`` in one view, in what
