@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             print(scenario(args.n, args.twins).describe())
         except ValueError as e:
             parser.error(str(e))
-        sim = build_twins(args.n, args.twins)
+        sim = build_twins(args.n, args.twins, args.bug)
         sim.trace = Trace(keep=args.lines)
     else:
         sim = build(args.seed, args.n, args.bug, args.lines, args.profile)

@@ -20,7 +20,7 @@ may be twinned.
   sides in every phase gives the same scenario with the copies renamed, so only one of
   each mirrored pair is run (`canonical`): 730 scenarios.
 - n=7 (f=2): one or two twins among the first three primaries, two or three phases,
-  drawn from the scenario id as a seed; `BFT_SIM_TWINS` (default 150) of them are run.
+  drawn from the scenario id as a seed; `BFT_SIM_TWINS` (default 100) of them are run.
 
 A scenario replays from its id alone: `python -m tests.sim.replay --twins ID --n 4`.
 """
@@ -31,6 +31,7 @@ import os
 
 import attrs
 
+from .bugs import PLANTED_BUGS
 from .harness import Simulation
 from .network import NetworkParams
 from .params import Partition, ScheduleParams, schedule_rng
@@ -90,7 +91,7 @@ def n4_count() -> int:
 
 
 def n7_count() -> int:
-    return int(os.environ.get("BFT_SIM_TWINS", "150"))
+    return int(os.environ.get("BFT_SIM_TWINS", "100"))
 
 
 def _sides(
@@ -151,16 +152,18 @@ def canonical(scenario_id: int) -> bool:
     return digits <= mirrored
 
 
-def replay_hint(n: int, scenario_id: int) -> str:
-    return f"python -m tests.sim.replay --twins {scenario_id} --n {n}"
+def replay_hint(n: int, scenario_id: int, bug: str | None = None) -> str:
+    tail = f" --bug {bug}" if bug else ""
+    return f"python -m tests.sim.replay --twins {scenario_id} --n {n}{tail}"
 
 
-def build(n: int, scenario_id: int, core_class: type | None = None) -> Simulation:
+def build(n: int, scenario_id: int, bug: str | None = None) -> Simulation:
+    """The simulation of one scenario, with the real core or a planted bug's (bugs.py)."""
     sc = scenario(n, scenario_id)
-    hint = f"{replay_hint(n, scenario_id)}  ({sc.describe()})"
-    if core_class is None:
+    hint = f"{replay_hint(n, scenario_id, bug)}  ({sc.describe()})"
+    if bug is None:
         return Simulation(sc.params(), replay_hint=hint)
-    return Simulation(sc.params(), core_class, replay_hint=hint)
+    return Simulation(sc.params(), PLANTED_BUGS[bug].core_class, replay_hint=hint)
 
 
 def run_twins(n: int, ids: range) -> list[SimResult]:
