@@ -5,10 +5,10 @@ step pops the next entry of the seeded `EventQueue` (a message delivery, a timer
 client action, a crash, a restart, a partition, GST), feeds it to the right core, applies
 the actions that come out exactly as the Trio shell does (all `Persist` records of the
 round first, as one transaction, then the rest in order) and then checks every invariant.
-Beside the ledger, a `spec.VoteMonitor` records the votes each correct replica
-holds (delivered to it, or sent by it) and checks every execution against them. The
-schedule stops at the first violation, when every client has its results, or when
-the liveness bound after GST runs out.
+Beside the ledger, `checks.SpecChecks` records what each correct replica holds
+(delivered to it, or sent by it) and checks what it sends, the views it enters and
+every execution against that. The schedule stops at the first violation, when every
+client has its results, or when the liveness bound after GST runs out.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from node.consensus.config import CoreConfig
 from node.consensus.core import ReplicaCore
 from node.consensus.crypto import Signer, VerifyCache, client_mac_keys
 from node.consensus.events import (
-    VIEW_CHANGE_TIMER,
     Broadcast,
     CancelTimer,
     Executed,
@@ -39,9 +38,10 @@ from node.consensus.events import (
     TimerFired,
     ViewChanged,
 )
-from node.consensus.messages import Commit, NewView, StateRequest, ViewChange
+from node.consensus.messages import Commit, StateRequest
 
 from .adversary import Adversary, AdversaryContext, make_adversary
+from .checks import SpecChecks
 from .clients import SimClient
 from .invariants import Invariants, RecordingApp
 from .keys import PRINCIPALS, cluster_keys
@@ -59,8 +59,6 @@ from .payloads import (
 )
 from .result import SimResult
 from .scheduler import EventQueue
-from .spec import VoteMonitor
-from .spec_views import NewViewJudge
 from .store import DurableStore
 from .trace import Trace
 
@@ -128,8 +126,7 @@ class Simulation:
         self.net = NetworkModel(schedule_rng(p.seed, p.n, "net"), p.network)
         self.trace = Trace()
         self.ledger = Invariants(p.correct)
-        self.monitor = VoteMonitor(p.n, p.f, keys.replica_public)
-        self.judge = NewViewJudge(p.n, p.f, self.monitor.signed)
+        self.checks = SpecChecks(p.n, p.f, keys.replica_public, self.ledger)
         #: node -> the identity it runs: replica r is node r; a twin of r (twins.py) is a
         #: further node with r's keys, reached by whoever is on its side of a partition
         self.identity = [*range(p.n), *p.twins]
@@ -328,10 +325,7 @@ class Simulation:
                 self.trace.add(now, "lost", ev.src, self.name(ev.dst), ev.msg)
                 return
             self.trace.add(now, "deliver", ev.src, self.name(ev.dst), ev.msg)
-            if ev.dst in self.ledger.correct:
-                self.monitor.hold(ev.dst, ev.msg)
-                if type(ev.msg) is NewView:
-                    self.judge.hold(ev.dst, ev.msg)
+            self.checks.delivered(ev.dst, ev.msg)
             adv = self.adversaries.get(ev.dst)
             if adv is not None:
                 adv.observe(ev.src, ev.msg)
@@ -390,7 +384,7 @@ class Simulation:
             kind = type(a)
             if adv is None and kind in (Send, Broadcast, ReplyToClient):
                 if kind is not ReplyToClient:
-                    self.check_sent(r, a.msg)
+                    self.checks.sent(r, a.msg, self.cause)
                 if kind is Send:
                     self.send(r, a.to, a.msg)
                 elif kind is Broadcast:
@@ -407,7 +401,7 @@ class Simulation:
             elif kind is Executed:
                 self.trace.add(self.queue.now, "executed", self.name(r), None, a)
                 self.ledger.on_executed(r, a.seq, a.digest)
-                self.check_justified(r, a)
+                self.checks.executed(r, a)
             elif kind is FetchState:
                 self.trace.add(self.queue.now, "fetch", self.name(r), None, a)
                 if self.fetch_chain.get(r) != self.incarnation[r]:  # one fetch at a time
@@ -423,45 +417,7 @@ class Simulation:
                 self.state_transfers += 1
                 self.trace.add(self.queue.now, "transfer", self.name(r), None, f"seq={a.seq}")
         for view in entered:  # after the round: a new primary's NewView is in it too
-            self.check_view_entry(r, view)
-
-    def check_sent(self, r: int, msg: Any) -> None:
-        """What a correct replica sends must follow from what it holds (spec.py)."""
-        if r not in self.ledger.correct:
-            return
-        problem = self.monitor.sent(r, msg)
-        if type(msg) is ViewChange:
-            cause = self.cause
-            timed_out = cause == "restart" or (
-                type(cause) is TimerFired and cause.timer == VIEW_CHANGE_TIMER
-            )
-            problem = self.monitor.view_change_problem(r, msg, timed_out)
-        if problem is None and type(msg) is NewView:
-            problem = self.judge.problem(msg)
-            self.judge.hold(r, msg)
-        if problem is not None:
-            self.ledger.fail("unjustified", f"replica {r} sent {type(msg).__name__}: {problem}")
-        self.monitor.hold(r, msg)
-
-    def check_view_entry(self, r: int, view: int) -> None:
-        """A correct replica enters a view only by a NewView the spec accepts (spec_views.py)."""
-        if r in self.ledger.correct and not self.judge.may_enter(r, view):
-            self.ledger.fail(
-                "unjustified",
-                f"replica {r} entered view {view} holding no NewView for it that PBFT allows",
-            )
-
-    def check_justified(self, r: int, executed: Executed) -> None:
-        """A correct replica executes a batch only with 2f + 1 commits of one view for it
-        among the messages it was actually given (or sent)."""
-        if r in self.ledger.correct and not self.monitor.justified(
-            r, executed.seq, executed.digest
-        ):
-            self.ledger.fail(
-                "unjustified",
-                f"replica {r} executed seq {executed.seq} ({executed.digest[:4].hex()}) "
-                "without 2f+1 valid commits of one view among the messages it received",
-            )
+            self.checks.entered(r, view)
 
     def emit(self, r: int, outs: list[tuple[Any, Any]]) -> None:
         """Byzantine output: every message must survive the real codec, as on the wire."""
@@ -569,7 +525,7 @@ class Simulation:
     def maybe_crash_on_commit(self, r: int, commit: Commit) -> None:
         """Crash `r` right after it stored the 2f-th commit of a batch it has not executed."""
         core = self.cores[r]
-        held = self.monitor.commits_held(r, commit.view, commit.seq, commit.digest)
+        held = self.checks.monitor.commits_held(r, commit.view, commit.seq, commit.digest)
         if core is not None and core.last_executed < commit.seq and held == 2 * self.params.f:
             self.crash_on_commit.discard(r)
             self.trace.add(self.queue.now, "crash", r, None, f"2f commits for seq {commit.seq}")
