@@ -52,6 +52,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "a checkpoint is stable once 2f+1 replicas voted, whatever digests they voted for",
     ),
     Mutant(
+        "nv_gaps_not_filled",
+        VC,
+        "            entries.append((seq, NULL_DIGEST, ()))",
+        "            continue",
+        "the new view leaves sequence numbers without a certificate empty instead of "
+        "re-issuing the null batch there",
+    ),
+    Mutant(
         "nv_plan_skips_first",
         VC,
         "    for seq in range(min_s + 1, max_s + 1):",
@@ -303,6 +311,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "checkpoint votes are counted without checking their signatures",
     ),
     Mutant(
+        "client_table_off_by_one",
+        REQUESTS,
+        "                clients.record(client, ts, result)",
+        "                clients.record(client, ts - 1, result)",
+        "the client table records the timestamp before the executed one, so a "
+        "retransmission executes again",
+    ),
+    Mutant(
         "retransmission_reexecuted",
         CLIENTS,
         "        if timestamp > last:\n            return NEW",
@@ -322,6 +338,13 @@ MUTANTS: tuple[Mutant, ...] = (
         '            return encode_result("mismatch", current)',
         '            return encode_result("mismatch", arg1)',
         "a failed compare-and-set reports the expected value instead of the current one",
+    ),
+    Mutant(
+        "restore_keeps_old_keys",
+        KV,
+        "        self._data = data\n",
+        "        self._data.update(data)\n",
+        "restoring a snapshot keeps keys the replica had that the snapshot does not hold",
     ),
     Mutant(
         "get_absent_as_empty",
