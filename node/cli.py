@@ -14,10 +14,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from node.config import ConfigError
+from node.errors import UserError
 
-
-class UserError(Exception):
-    """Raised by any command for a mistake the user can fix; printed as one line."""
+__all__ = ["UserError", "main"]
 
 
 def _fault_arg(text: str) -> str:

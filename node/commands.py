@@ -15,8 +15,8 @@ from pathlib import Path
 
 import trio
 
-from node.cli import UserError
 from node.config import init_cluster, load_config, load_private_key
+from node.errors import UserError
 from node.faults import parse_fault
 
 

@@ -21,9 +21,9 @@ from typing import Any
 import trio
 
 from node.app.kv import op_put
-from node.cli import UserError
 from node.client import ClientError, ClientPool, Refused, Session
 from node.config import ClusterConfig, load_config
+from node.errors import UserError
 
 log = logging.getLogger("bft.load")
 

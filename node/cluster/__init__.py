@@ -21,8 +21,8 @@ import trio
 
 def run_trio(fn: Callable[..., Any], *args: Any) -> Any:
     """trio.run(fn, *args), re-raising a lone UserError/ConfigError/KeyboardInterrupt bare."""
-    from node.cli import UserError
     from node.config import ConfigError
+    from node.errors import UserError
 
     try:
         return trio.run(fn, *args)

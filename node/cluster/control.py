@@ -26,8 +26,8 @@ from typing import Any
 
 import trio
 
-from node.cli import UserError
 from node.config import ConfigError
+from node.errors import UserError
 
 STATE_FILE = "cluster.state.json"
 LOCK_FILE = "cluster.lock"

@@ -16,12 +16,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from node.cli import UserError
 from node.cluster.chaos import RecoveryTracker, pick_backup, primary_of, schedule, throughput
 from node.cluster.http import endpoints
 from node.cluster.launcher import LocalCluster
 from node.cluster.watch import Watcher
 from node.config import init_cluster
+from node.errors import UserError
 from node.load import run_load
 
 # Demo-length timeouts: failures are detected in about a second, circuits probe after 2 s.

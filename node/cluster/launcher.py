@@ -38,7 +38,6 @@ from typing import Any
 import attrs
 import trio
 
-from node.cli import UserError
 from node.cluster import run_trio
 from node.cluster.control import (
     ClusterLock,
@@ -50,6 +49,7 @@ from node.cluster.control import (
 )
 from node.cluster.http import Endpoint, healthy
 from node.config import ClusterConfig, init_cluster, load_config
+from node.errors import UserError
 
 GRACE_S = 5.0
 

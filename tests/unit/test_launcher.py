@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from node.cli import UserError
 from node.cluster.control import (
     LOCK_FILE,
     STATE_FILE,
@@ -36,6 +35,7 @@ from node.cluster.launcher import (
     replica_command,
 )
 from node.config import init_cluster, load_config
+from node.errors import UserError
 
 SLEEP = "import time; time.sleep(60)"
 IGNORE_TERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
