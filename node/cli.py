@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from node.config import ConfigError
-from node.errors import UserError
+from node.errors import UserError, leaves
 
 __all__ = ["UserError", "main"]
 
@@ -129,13 +129,6 @@ def _resolve(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
     return getattr(importlib.import_module(module), func)
 
 
-def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> Any:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -150,11 +143,11 @@ def main(argv: Sequence[str] | None = None) -> Any:
         return 2
     except BaseExceptionGroup as group:
         # A user mistake raised inside a nursery arrives wrapped; show it as one line.
-        leaves = _leaves(group)
-        if leaves and all(isinstance(e, ConfigError | UserError) for e in leaves):
-            print(f"bft-node: error: {leaves[0]}", file=sys.stderr)
+        found = list(leaves(group))
+        if found and all(isinstance(e, ConfigError | UserError) for e in found):
+            print(f"bft-node: error: {found[0]}", file=sys.stderr)
             return 2
-        if leaves and all(isinstance(e, KeyboardInterrupt) for e in leaves):
+        if found and all(isinstance(e, KeyboardInterrupt) for e in found):
             return 130
         raise
     except KeyboardInterrupt:

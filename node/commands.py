@@ -16,7 +16,7 @@ from pathlib import Path
 import trio
 
 from node.config import init_cluster, load_config, load_private_key
-from node.errors import UserError
+from node.errors import UserError, leaves
 from node.faults import parse_fault
 
 
@@ -68,9 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         trio.run(_run_until_signal, replica)
     except* OSError as group:
-        exc = group.exceptions[0]
-        while isinstance(exc, BaseExceptionGroup):
-            exc = exc.exceptions[0]
+        exc = next(leaves(group))
         if getattr(exc, "errno", None) == errno.EADDRINUSE:
             raise UserError(
                 f"port in use: replica {args.id} cannot listen on {info.host}:{info.port} "

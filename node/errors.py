@@ -1,4 +1,5 @@
-"""Errors every layer may raise for the command line to print: a user's mistake.
+"""Errors every layer may raise for the command line to print (a user's mistake), and
+how to find them inside the exception groups that nurseries raise.
 
 `UserError` is a mistake the user can fix (a port in use, a replica already running, a
 missing directory); the command line prints it as one line on stderr and exits non-zero,
@@ -8,6 +9,18 @@ it need not import the command line above them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class UserError(Exception):
     """Raised by any command for a mistake the user can fix; printed as one line."""
+
+
+def leaves(group: BaseExceptionGroup) -> Iterator[BaseException]:
+    """Every exception inside `group` that is not itself a group, depth first: what a
+    nursery's caller looks through to tell a user's mistake from a failure."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from leaves(exc)
+        else:
+            yield exc

@@ -22,7 +22,7 @@ import trio
 def run_trio(fn: Callable[..., Any], *args: Any) -> Any:
     """trio.run(fn, *args), re-raising a lone UserError/ConfigError/KeyboardInterrupt bare."""
     from node.config import ConfigError
-    from node.errors import UserError
+    from node.errors import UserError, leaves
 
     try:
         return trio.run(fn, *args)
@@ -30,8 +30,5 @@ def run_trio(fn: Callable[..., Any], *args: Any) -> Any:
         for kind in ((UserError, ConfigError), KeyboardInterrupt):
             match, rest = group.split(kind)
             if match is not None and rest is None:
-                leaf: BaseException = match
-                while isinstance(leaf, BaseExceptionGroup):
-                    leaf = leaf.exceptions[0]
-                raise leaf from None
+                raise next(leaves(match)) from None
         raise
