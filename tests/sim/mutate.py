@@ -1,7 +1,7 @@
 """Mutation harness: how many small realistic bugs does the simulation catch by itself?
 
     python -m tests.sim.mutate [--jobs 2] [--budget 1500] [--timeout 600] [--only NAME,...]
-        [--list] [--json-out FILE]
+        [--tests PATHS] [--list] [--json-out FILE]
 
 Copies the tracked files of the tree (``git ls-files``) into a scratch directory per
 worker, then for each mutant of `mutants.py`: writes the one edit into the copy, runs

@@ -22,10 +22,8 @@ from typing import Any
 
 import attrs
 
-from node.consensus.messages import NewView, PrePrepare, Request, ViewChange
+from node.consensus.messages import NewView, PrePrepare, Request, ViewChange, batch_digest
 from node.consensus.viewchange import plan_new_view
-
-NV_LIES = ("too_few", "other_view", "forged", "wrong_batch")
 
 
 def new_view_from(
@@ -42,7 +40,6 @@ def lying_new_views(
     real: NewView,
     sign: Callable[[Any], Any],
     alt_batch: Callable[[tuple[Request, ...]], tuple[Request, ...]],
-    digest_of: Callable[[tuple[Request, ...]], bytes],
     f: int,
 ) -> list[NewView]:
     """One NewView per lie that applies to ``real`` (this replica's own NewView)."""
@@ -66,6 +63,6 @@ def lying_new_views(
     if real.pre_prepares:
         pps = list(real.pre_prepares)
         batch = alt_batch(pps[-1].batch)
-        pps[-1] = sign(attrs.evolve(pps[-1], batch=batch, digest=digest_of(batch)))
+        pps[-1] = sign(attrs.evolve(pps[-1], batch=batch, digest=batch_digest(batch)))
         lies.append(sign(attrs.evolve(real, pre_prepares=tuple(pps))))
     return lies

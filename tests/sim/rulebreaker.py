@@ -117,9 +117,7 @@ class RuleBreaker(Adversary):
         if kind is NewView and msg.sender == self.me:
             if msg.view not in self.nv_lies:
                 self.nv_lies = {
-                    msg.view: lying_new_views(
-                        msg, self.sign, self.alt_batch, batch_digest, self.ctx.f
-                    )
+                    msg.view: lying_new_views(msg, self.sign, self.alt_batch, self.ctx.f)
                 }
             self.held_back.append((dst, msg))
             return [(dst, lie) for lie in self.nv_lies[msg.view]]

@@ -1,4 +1,5 @@
-"""The default simulation run: 1,500 seeded schedules (BFT_SIM_SCHEDULES), every invariant after every step.
+"""The default simulation run: 1,500 seeded schedules (`BFT_SIM_SCHEDULES`), every
+invariant after every step.
 
 Each test item is a chunk of consecutive seeds for one cluster size (n=4, f=1 and n=7,
 f=2), so pytest shows progress. `BFT_SIM_SCHEDULES=20000 pytest tests/sim/test_safety.py`
