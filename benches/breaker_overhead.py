@@ -56,7 +56,7 @@ from node.resilience import (  # noqa: E402
     PeerHealth,
     TimeoutConfig,
 )
-from node.shell import GuardSet  # noqa: E402
+from node.shell.guard import GuardSet  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "breaker_overhead.json"
 TARGET_GUARDED_NS = 300.0

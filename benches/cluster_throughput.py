@@ -3,7 +3,7 @@
 Four real replicas (`bft-node run` processes under `LocalCluster`, free 127.0.0.1 ports,
 the default cluster.toml except `consensus.batch_max`) and closed-loop clients at 1, 8,
 64 and 256 sessions, for each `batch_max` of the sweep (1, 8, 32, 64 = the default, 128).
-The clients run in a subprocess (`benches/loadgen.py`, i.e. `node.load.run_load`), so
+The clients run in a subprocess (`benches/loadgen.py`, i.e. `node.client.load.run_load`), so
 their CPU stays out of this process, which only starts, measures and stops things. Then,
 on the default batch size, an open-loop run at half of the peak rate measured here gives
 the latency at half load (timed from each request's scheduled time).
@@ -145,7 +145,7 @@ async def sweep(args: argparse.Namespace) -> dict[str, Any]:
         "duration_s": duration,
         "nodes": 4,
         "cpus": os.cpu_count(),
-        "load_generator": "benches/loadgen.py subprocess (node.load.run_load)",
+        "load_generator": "benches/loadgen.py subprocess (node.client.load.run_load)",
         "verify_us_before": box_speed(),
     }
     print(f"box speed: one Ed25519 verification takes {out['verify_us_before']} µs")

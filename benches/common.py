@@ -21,9 +21,9 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from node.cluster.http import fetch_json  # noqa: E402
-from node.cluster.launcher import LocalCluster  # noqa: E402
-from node.cluster.ports import free_port_block  # noqa: E402
+from node.cli.cluster.fetch import fetch_json  # noqa: E402
+from node.cli.cluster.launcher import LocalCluster  # noqa: E402
+from node.cli.cluster.ports import free_port_block  # noqa: E402
 from node.config import init_cluster  # noqa: E402
 
 RESULTS = ROOT / "benches" / "results"
@@ -172,7 +172,7 @@ def box_speed() -> float:
     so that runs made at different times can be compared."""
     import timeit
 
-    from node.consensus.crypto import Signer, verify
+    from node.protocol.crypto import Signer, verify
 
     signer = Signer(bytes(range(32)))
     message = bytes(100)

@@ -1,4 +1,4 @@
-"""The benches' load generator: `node.load.run_load` in a process of its own.
+"""The benches' load generator: `node.client.load.run_load` in a process of its own.
 
 Running the closed-loop clients in a separate process keeps their CPU (signing, reply
 decoding, f+1 matching) out of the bench's own event loop, which also polls /status and
@@ -11,7 +11,7 @@ completed), for benches whose phases last as long as they need.
 
     python benches/loadgen.py --config DIR/cluster.toml --clients 64 --duration 10 --out F
 
-`--rate R` runs the schedule of `node.load.run_load(rate_per_s=R)` instead of a closed loop.
+`--rate R` runs the schedule of `node.client.load.run_load(rate_per_s=R)` instead of a closed loop.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from node.client.load import run_load, summarize  # noqa: E402
 from node.config import load_config  # noqa: E402
-from node.load import run_load, summarize  # noqa: E402
 
 
 async def main(args: argparse.Namespace) -> dict:

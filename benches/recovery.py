@@ -1,10 +1,10 @@
 """Recovery timelines from real processes: how fast the cluster notices a death, heals,
 elects a new primary, and brings a replica that missed many operations back.
 
-Four `bft-node run` processes with the demo's settings (`node.cluster.demo.DEMO_OVERRIDES`:
+Four `bft-node run` processes with the demo's settings (`node.cli.cluster.demo.DEMO_OVERRIDES`:
 2 s breaker open timeout, 1.5 s view-change timeout, 0.25 s keepalive), closed-loop load
 from `benches/loadgen.py` in its own process for the whole run, and /status of every
-replica polled every 50 ms (`node.cluster.chaos.RecoveryTracker` turns the polls into
+replica polled every 50 ms (`node.cli.cluster.chaos.RecoveryTracker` turns the polls into
 figures). Schedule, in seconds after the load starts:
 
 - 4: kill a backup -> seconds until every other replica's circuit to it is open;
@@ -48,8 +48,8 @@ from common import (  # noqa: E402
     write_results,
 )
 
-from node.cluster.chaos import RecoveryTracker, pick_backup, primary_of  # noqa: E402
-from node.cluster.demo import DEMO_OVERRIDES  # noqa: E402
+from node.cli.cluster.chaos import RecoveryTracker, pick_backup, primary_of  # noqa: E402
+from node.cli.cluster.demo import DEMO_OVERRIDES  # noqa: E402
 
 CLIENTS = 32
 POLL_S = 0.05

@@ -1,5 +1,5 @@
 """Every replica comes back: the rejoin targets, measured on real processes with the
-settings `bft-node demo` uses (`node.cluster.demo.DEMO_OVERRIDES`).
+settings `bft-node demo` uses (`node.cli.cluster.demo.DEMO_OVERRIDES`).
 
 - kill loop: `--rounds` rounds (default 100) of SIGKILL + revive after 1-3 s of a random
   replica (the primary about one time in three) under 4 writer sessions, then all four at
@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, box_speed, markdown_table, running_cluster, text_table, write_results  # noqa: E402
 
-from node.client import ClientPool  # noqa: E402
-from node.cluster.demo import DEMO_OVERRIDES  # noqa: E402
+from node.cli.cluster.demo import DEMO_OVERRIDES  # noqa: E402
+from node.client.pool import ClientPool  # noqa: E402
 from tests.integration.scenarios import (  # noqa: E402
     Writers,
     flood,

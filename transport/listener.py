@@ -45,7 +45,6 @@ from transport._ws import (
 from transport.batching import CorkedStream
 from transport.client_conn import ClientConn
 from transport.errors import HandshakeFailed
-from transport.faults import FaultReporter, OnInvalid
 from transport.fragments import Reassembler
 from transport.frames import (
     BAD_UPGRADE,
@@ -68,6 +67,7 @@ from transport.frames import (
 )
 from transport.handshake import ListenerHandshake, NonceCache
 from transport.keys import Identity, KeyRing
+from transport.reporting import FaultReporter, OnInvalid
 
 log = logging.getLogger("transport")
 

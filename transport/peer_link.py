@@ -27,7 +27,6 @@ from transport._ws import CONNECTION_ERRORS, close_quietly, close_stream_quietly
 from transport.batching import CorkedStream
 from transport.connector import DialSettings, authenticated
 from transport.errors import FrameTooLarge, HandshakeFailed, LinkDown, Refused
-from transport.faults import FaultReporter, OnInvalid
 from transport.fragments import split
 from transport.frames import (
     CLOSE_GOING_AWAY,
@@ -38,6 +37,7 @@ from transport.frames import (
     UNEXPECTED_FRAME,
 )
 from transport.keys import Identity, check_name, load_public_key
+from transport.reporting import FaultReporter, OnInvalid
 
 log = logging.getLogger("transport")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import attrs
 
 from node.consensus.log import DUPLICATE, EQUIVOCATION, NEW
-from node.consensus.messages import Checkpoint
+from node.protocol.messages import Checkpoint
 
 
 @attrs.frozen

@@ -50,8 +50,6 @@ from node.consensus.clients import (
     encode_snapshot,
     snapshot_digest,
 )
-from node.consensus.config import CoreConfig
-from node.consensus.crypto import Signer, VerifyCache, mac_matches, sign_message
 from node.consensus.events import (
     BATCH_TIMER,
     FORWARD_TIMER,
@@ -71,7 +69,16 @@ from node.consensus.events import (
 )
 from node.consensus.log import EQUIVOCATION, Log, Slot
 from node.consensus.log import NEW as NEW_VOTE
-from node.consensus.messages import (
+from node.consensus.params import CoreConfig
+from node.consensus.quorum import CertContext
+from node.consensus.records import MessageRecord
+from node.consensus.recovery import RecoveryMixin
+from node.consensus.requests import RequestMixin
+from node.consensus.sync import SyncMixin
+from node.consensus.transfer import CheckpointMixin
+from node.consensus.views import ViewChangeMixin
+from node.protocol.crypto import Signer, VerifyCache, mac_matches, sign_message
+from node.protocol.messages import (
     Checkpoint,
     Commit,
     NewView,
@@ -85,13 +92,6 @@ from node.consensus.messages import (
     ViewChange,
     batch_digest,
 )
-from node.consensus.quorum import CertContext
-from node.consensus.records import MessageRecord
-from node.consensus.recovery import RecoveryMixin
-from node.consensus.requests import RequestMixin
-from node.consensus.sync import SyncMixin
-from node.consensus.transfer import CheckpointMixin
-from node.consensus.views import ViewChangeMixin
 
 
 class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, SyncMixin, RecoveryMixin):

@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from node.consensus.messages import Message, Reply, Request
+from node.protocol.messages import Message, Reply, Request
 
 #: Timer names the core arms (``StartTimer``) and expects back (``TimerFired``).
 BATCH_TIMER = "batch"

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import attrs
 
-from node.consensus.messages import Commit, Prepare, PreparedCert, PrePrepare
+from node.protocol.messages import Commit, Prepare, PreparedCert, PrePrepare
 
 #: Outcomes of adding a vote.
 NEW, DUPLICATE, EQUIVOCATION = "new", "duplicate", "equivocation"

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from node.consensus.messages import Checkpoint, PreparedCert, PrePrepare, ViewChange
+from node.protocol.messages import Checkpoint, PreparedCert, PrePrepare, ViewChange
 
 
 @attrs.frozen

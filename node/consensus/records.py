@@ -26,8 +26,8 @@ from collections.abc import Iterable
 import attrs
 import msgpack
 
-from node.consensus import codec
-from node.consensus.messages import Checkpoint, Commit, NewView, Prepare, PrePrepare
+from node.protocol import codec
+from node.protocol.messages import Checkpoint, Commit, NewView, Prepare, PrePrepare
 
 _KIND = {PrePrepare: "pre_prepare", Prepare: "prepare", Commit: "commit"}
 

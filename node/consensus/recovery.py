@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from node.app.base import App
 from node.consensus.clients import decode_snapshot, snapshot_digest
-from node.consensus.config import CoreConfig
-from node.consensus.crypto import Signer
 from node.consensus.events import Action
 from node.consensus.log import Slot
-from node.consensus.messages import Commit, Prepare, PreparedCert, PrePrepare
+from node.consensus.params import CoreConfig
 from node.consensus.records import MessageRecord, StoredState
+from node.protocol.crypto import Signer
+from node.protocol.messages import Commit, Prepare, PreparedCert, PrePrepare
 
 if TYPE_CHECKING:
     from node.consensus.core import ReplicaCore

@@ -42,8 +42,8 @@ from node.consensus.events import (
     ReplyToClient,
     Send,
 )
-from node.consensus.messages import PrePrepare, Reply, Request, batch_digest
 from node.consensus.records import MessageRecord
+from node.protocol.messages import PrePrepare, Reply, Request, batch_digest
 
 if TYPE_CHECKING:
     from node.consensus.core import ReplicaCore

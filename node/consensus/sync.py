@@ -36,7 +36,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from node.consensus.events import STATUS_TIMER, Action, FetchState, Send
-from node.consensus.messages import Status
+from node.protocol.messages import Status
 
 if TYPE_CHECKING:
     from node.consensus.core import ReplicaCore

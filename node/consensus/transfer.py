@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING
 from node.consensus.clients import decode_snapshot, snapshot_digest
 from node.consensus.events import CheckpointStable, Send, StateTransferred
 from node.consensus.log import DUPLICATE, EQUIVOCATION
-from node.consensus.messages import (
+from node.consensus.quorum import check_checkpoint_proof, distinct_senders
+from node.consensus.records import MessageRecord, StableRecord
+from node.protocol.messages import (
     Checkpoint,
     Commit,
     CommittedEntry,
@@ -31,8 +33,6 @@ from node.consensus.messages import (
     StateRequest,
     StateResponse,
 )
-from node.consensus.quorum import check_checkpoint_proof, distinct_senders
-from node.consensus.records import MessageRecord, StableRecord
 
 if TYPE_CHECKING:
     from node.consensus.core import ReplicaCore

@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from node.consensus.messages import (
+from node.consensus.quorum import CertContext, distinct_senders
+from node.protocol.messages import (
     NULL_DIGEST,
     Checkpoint,
     NewView,
@@ -29,7 +30,6 @@ from node.consensus.messages import (
     Request,
     ViewChange,
 )
-from node.consensus.quorum import CertContext, distinct_senders
 
 
 @attrs.frozen

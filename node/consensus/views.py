@@ -38,7 +38,6 @@ from node.consensus.events import (
     ViewChanged,
     ViewChangeStarted,
 )
-from node.consensus.messages import NewView, Prepare, PrePrepare, ViewChange
 from node.consensus.quorum import check_view_change
 from node.consensus.records import MessageRecord, NewViewRecord, ViewRecord
 from node.consensus.viewchange import (
@@ -47,6 +46,7 @@ from node.consensus.viewchange import (
     check_new_view,
     plan_new_view,
 )
+from node.protocol.messages import NewView, Prepare, PrePrepare, ViewChange
 
 if TYPE_CHECKING:
     from node.consensus.core import ReplicaCore

@@ -13,15 +13,15 @@ One private module per idea, re-exported here:
 
 from node.resilience.adaptive_timeout import AdaptiveTimeout
 from node.resilience.breaker import BreakerStats, CircuitBreaker, CircuitState, TransitionListener
-from node.resilience.config import (
+from node.resilience.fallback_queue import FallbackQueue, QueuedItem
+from node.resilience.peer_health import PeerHealth, rank_peers
+from node.resilience.settings import (
     BreakerConfig,
     FallbackConfig,
     HealthConfig,
     TimeoutConfig,
     from_mapping,
 )
-from node.resilience.fallback_queue import FallbackQueue, QueuedItem
-from node.resilience.peer_health import PeerHealth, rank_peers
 
 __all__ = [
     "AdaptiveTimeout",

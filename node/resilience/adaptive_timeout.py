@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, insort
 
-from node.resilience.config import TimeoutConfig
+from node.resilience.settings import TimeoutConfig
 
 __all__ = ["AdaptiveTimeout"]
 

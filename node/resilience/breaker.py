@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from node.resilience.config import BreakerConfig
+from node.resilience.settings import BreakerConfig
 
 if TYPE_CHECKING:
     import random

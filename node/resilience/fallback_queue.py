@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from node.resilience.config import FallbackConfig
+from node.resilience.settings import FallbackConfig
 
 __all__ = ["DropListener", "FallbackQueue", "QueuedItem"]
 

@@ -19,7 +19,7 @@ import math
 from collections.abc import Collection, Iterable
 
 from node.resilience.breaker import CircuitState
-from node.resilience.config import HealthConfig
+from node.resilience.settings import HealthConfig
 
 __all__ = ["PeerHealth", "rank_peers"]
 

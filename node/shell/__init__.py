@@ -1,10 +1,8 @@
-"""The Trio shell around the pure layers.
+"""The Trio shell: everything that runs one replica.
 
-`node.shell.guard` applies the resilience layer per peer (breaker, adaptive timeout,
-fallback queue, health) to real awaited calls; `node.shell.guard_tasks` holds its
-background probe and drain tasks.
+``replica`` wires the pure core to storage, transport, guards and HTTP; ``peer_traffic``
+sends to peers through the guards (``guard``, ``guard_tasks``: breaker, adaptive timeout,
+fallback queue, health); ``round_writer`` makes a round's records durable before its sends;
+``admission`` refuses client work a busy replica cannot take; ``status`` is what it shows;
+``fault_modes`` and ``fault_injection`` are the ``--fault`` modes.
 """
-
-from node.shell.guard import CallResult, GuardHooks, GuardSet, PeerGuard
-
-__all__ = ["CallResult", "GuardHooks", "GuardSet", "PeerGuard"]

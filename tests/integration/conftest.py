@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.cluster.launcher import LocalCluster
+from node.cli.cluster.launcher import LocalCluster
 from tests.integration.harness import fast_cluster_dir
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import trio
 
-from node.cluster.http import fetch_json, get
-from node.cluster.ports import free_port_block
+from node.cli.cluster.fetch import fetch_json, get
+from node.cli.cluster.ports import free_port_block
 from node.config import init_cluster
 
 FAST = {

@@ -28,9 +28,9 @@ from typing import Any
 
 import trio
 
-from node.client import ClientPool
-from node.cluster.demo import DEMO_OVERRIDES
-from node.cluster.launcher import LocalCluster, replica_command
+from node.cli.cluster.demo import DEMO_OVERRIDES
+from node.cli.cluster.launcher import LocalCluster, replica_command
+from node.client.pool import ClientPool
 from node.config import ClusterConfig, init_cluster
 from tests.integration.scenarios import (
     Writers,

@@ -27,8 +27,8 @@ from typing import Any
 import trio
 
 from node.app.kv import decode_result, op_get, op_put
-from node.client import ClientError, ClientPool, Session
-from node.cluster.http import fetch_json
+from node.cli.cluster.fetch import fetch_json
+from node.client.pool import ClientError, ClientPool, Session
 from node.config import ClusterConfig
 
 Entry = dict[str, Any]

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import trio
 
-from node.cluster.http import fetch_json
+from node.cli.cluster.fetch import fetch_json
 from tests.integration.harness import wait_for
 from tests.integration.infra import (
     BASE_IMAGE,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from node.cluster.launcher import LocalCluster
-from node.load import run_load
+from node.cli.cluster.launcher import LocalCluster
+from node.client.load import run_load
 from tests.integration.harness import fast_cluster_dir, metric, status, wait_for
 
 pytestmark = pytest.mark.slow

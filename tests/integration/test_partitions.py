@@ -12,7 +12,7 @@ import sys
 import pytest
 import trio
 
-from node.cluster.demo import DEMO_OVERRIDES
+from node.cli.cluster.demo import DEMO_OVERRIDES
 from tests.integration.infra import ROOT, ensure_packages, loud_skip
 
 pytestmark = pytest.mark.slow

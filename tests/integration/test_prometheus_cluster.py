@@ -30,10 +30,10 @@ import pytest
 import trio
 import yaml
 
-from node.cluster.http import fetch_json
-from node.cluster.launcher import LocalCluster
+from node.cli.cluster.fetch import fetch_json
+from node.cli.cluster.launcher import LocalCluster
+from node.client.load import run_load
 from node.config import ClusterConfig
-from node.load import run_load
 from tests.integration.harness import fast_cluster_dir, wait_for
 from tests.integration.infra import ROOT, ensure_packages
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 import trio
 
-from node.client import ClientPool
-from node.cluster.demo import DEMO_OVERRIDES
-from node.cluster.launcher import LocalCluster
+from node.cli.cluster.demo import DEMO_OVERRIDES
+from node.cli.cluster.launcher import LocalCluster
+from node.client.pool import ClientPool
 from node.config import init_cluster
 from tests.integration.harness import free_base_ports
 from tests.integration.scenarios import (

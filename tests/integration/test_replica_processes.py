@@ -9,8 +9,8 @@ import pytest
 import trio
 
 from node.app.kv import decode_result, op_get, op_put
-from node.client import ClientPool, Session
-from node.load import run_load
+from node.client.load import run_load
+from node.client.pool import ClientPool, Session
 from tests.integration.harness import metric, parse_json_line, status, wait_for
 
 pytestmark = pytest.mark.slow

@@ -31,9 +31,9 @@ from typing import Any
 import attrs
 
 from node.app.kv import op_put
-from node.consensus.crypto import Signer, sign_message
 from node.consensus.events import Broadcast, ReplyToClient, Send
-from node.consensus.messages import (
+from node.protocol.crypto import Signer, sign_message
+from node.protocol.messages import (
     Checkpoint,
     Commit,
     NewView,

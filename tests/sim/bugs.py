@@ -13,8 +13,8 @@ from typing import Any
 import attrs
 
 from node.consensus.core import ReplicaCore
-from node.consensus.messages import NewView, PrePrepare, Request, ViewChange
 from node.consensus.viewchange import NewViewPlan, plan_new_view
+from node.protocol.messages import NewView, PrePrepare, Request, ViewChange
 
 
 class QuorumTooSmall(ReplicaCore):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from node.consensus.events import VIEW_CHANGE_TIMER, Executed, TimerFired
-from node.consensus.messages import NewView, ViewChange
+from node.protocol.messages import NewView, ViewChange
 
 from .invariants import Invariants
 from .spec import VoteMonitor

@@ -18,8 +18,8 @@ import random
 import attrs
 
 from node.app.kv import decode_result, op_cas, op_delete, op_get, op_put
-from node.consensus.crypto import MAC_LEN, Signer, sign_request
-from node.consensus.messages import Reply, Request
+from node.protocol.crypto import MAC_LEN, Signer, sign_request
+from node.protocol.messages import Reply, Request
 
 
 @attrs.define

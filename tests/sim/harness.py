@@ -18,10 +18,7 @@ import traceback
 from collections import Counter
 from typing import Any
 
-from node.consensus import codec
-from node.consensus.config import CoreConfig
 from node.consensus.core import ReplicaCore
-from node.consensus.crypto import Signer, VerifyCache, client_mac_keys
 from node.consensus.events import (
     Broadcast,
     CancelTimer,
@@ -38,7 +35,10 @@ from node.consensus.events import (
     TimerFired,
     ViewChanged,
 )
-from node.consensus.messages import Commit, StateRequest
+from node.consensus.params import CoreConfig
+from node.protocol import codec
+from node.protocol.crypto import Signer, VerifyCache, client_mac_keys
+from node.protocol.messages import Commit, StateRequest
 
 from .adversary import Adversary, AdversaryContext, make_adversary
 from .checks import SpecChecks

@@ -22,8 +22,8 @@ from typing import Any
 
 import attrs
 
-from node.consensus.messages import NewView, PrePrepare, Request, ViewChange, batch_digest
 from node.consensus.viewchange import plan_new_view
+from node.protocol.messages import NewView, PrePrepare, Request, ViewChange, batch_digest
 
 
 def new_view_from(

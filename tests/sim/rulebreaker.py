@@ -36,7 +36,7 @@ import attrs
 from node.app.kv import KVStore, op_put
 from node.consensus.clients import ClientTable, encode_snapshot, snapshot_digest
 from node.consensus.events import MessageReceived, Send
-from node.consensus.messages import (
+from node.protocol.messages import (
     Checkpoint,
     Commit,
     CommittedEntry,

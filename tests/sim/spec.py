@@ -24,7 +24,7 @@ import msgpack
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from node.consensus.messages import (
+from node.protocol.messages import (
     Commit,
     NewView,
     Prepare,

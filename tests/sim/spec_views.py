@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from node.consensus.messages import NULL_DIGEST, NewView, PreparedCert, ViewChange, batch_digest
+from node.protocol.messages import NULL_DIGEST, NewView, PreparedCert, ViewChange, batch_digest
 
 
 class NewViewJudge:

@@ -9,7 +9,6 @@ import trio
 import trio.testing
 
 from transport.batching import CorkedStream
-from transport.faults import FaultReporter
 from transport.frames import (
     CLOSE_INVALID_FRAME,
     CLOSE_OVERSIZED,
@@ -20,6 +19,7 @@ from transport.frames import (
     close_code_for,
     decode_frame,
 )
+from transport.reporting import FaultReporter
 
 
 def test_check_frame():

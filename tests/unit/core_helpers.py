@@ -16,10 +16,7 @@ from typing import Any
 import attrs
 
 from node.app.kv import KVStore, decode_result, op_get, op_put
-from node.consensus import codec
-from node.consensus.config import CoreConfig
 from node.consensus.core import ReplicaCore
-from node.consensus.crypto import Signer, sign_message
 from node.consensus.events import (
     Broadcast,
     CancelTimer,
@@ -33,8 +30,11 @@ from node.consensus.events import (
     StartTimer,
     TimerFired,
 )
-from node.consensus.messages import Request, StateRequest
+from node.consensus.params import CoreConfig
 from node.consensus.records import StoredState
+from node.protocol import codec
+from node.protocol.crypto import Signer, sign_message
+from node.protocol.messages import Request, StateRequest
 
 
 def seed(name: str) -> bytes:

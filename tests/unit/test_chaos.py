@@ -2,7 +2,7 @@
 
 import pytest
 
-from node.cluster.chaos import RecoveryTracker, pick_backup, primary_of, schedule, throughput
+from node.cli.cluster.chaos import RecoveryTracker, pick_backup, primary_of, schedule, throughput
 
 
 def entry(rid, view=0, executed=10, stable=0, circuits=None, reachable=True):

@@ -9,10 +9,10 @@ import attrs
 import pytest
 import trio
 
-from node.client import ClientPool, Session
+from node.client.pool import ClientPool, Session
 from node.config import init_cluster, load_config
-from node.consensus import codec
-from node.consensus.messages import Reply, ReplyBatch, Request, RequestBatch
+from node.protocol import codec
+from node.protocol.messages import Reply, ReplyBatch, Request, RequestBatch
 from transport import FrameTooLarge, LinkDown
 
 

@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_messages import sample_messages
 
-from node.consensus import codec
-from node.consensus.codec import DECODE_REASONS, DecodeError
-from node.consensus.messages import Prepare, Request
+from node.protocol import codec
+from node.protocol.codec import DECODE_REASONS, DecodeError
+from node.protocol.messages import Prepare, Request
 
 D = bytes(32)
 SIG = bytes(64)

@@ -11,7 +11,8 @@ import pytest
 from core_helpers import CLIENT, config, make_core, replica_keys, replica_signer, seed
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from node.consensus.crypto import (
+from node.consensus.events import MessageReceived, Rejected
+from node.protocol.crypto import (
     MAC_LEN,
     Signer,
     client_mac_keys,
@@ -20,8 +21,7 @@ from node.consensus.crypto import (
     sign_message,
     sign_request,
 )
-from node.consensus.events import MessageReceived, Rejected
-from node.consensus.messages import Prepare, PrePrepare, Request, batch_digest
+from node.protocol.messages import Prepare, PrePrepare, Request, batch_digest
 
 CFG = config()
 KEYS = client_mac_keys(CLIENT, "client", list(replica_keys(4).values()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from core_helpers import make_request, seed
 
-from node.consensus.crypto import (
+from node.protocol.crypto import (
     BadKeyError,
     Signer,
     VerifyCache,
@@ -14,7 +14,7 @@ from node.consensus.crypto import (
     sign_message,
     verify,
 )
-from node.consensus.messages import Prepare
+from node.protocol.messages import Prepare
 
 
 def test_sign_and_verify() -> None:

@@ -15,7 +15,6 @@ from core_helpers import (
     run_requests,
 )
 
-from node.consensus.crypto import Signer, sign_message
 from node.consensus.events import (
     BATCH_TIMER,
     Broadcast,
@@ -30,7 +29,9 @@ from node.consensus.events import (
     StartTimer,
     TimerFired,
 )
-from node.consensus.messages import (
+from node.consensus.records import MessageRecord, StableRecord
+from node.protocol.crypto import Signer, sign_message
+from node.protocol.messages import (
     Checkpoint,
     Commit,
     Prepare,
@@ -38,7 +39,6 @@ from node.consensus.messages import (
     Reply,
     batch_digest,
 )
-from node.consensus.records import MessageRecord, StableRecord
 
 
 def pp_of(actions) -> list[PrePrepare]:

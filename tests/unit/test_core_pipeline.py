@@ -10,7 +10,7 @@ from node.consensus.events import (
     StartTimer,
     TimerFired,
 )
-from node.consensus.messages import PrePrepare
+from node.protocol.messages import PrePrepare
 from tests.unit.core_helpers import Net, config, put, run_requests
 
 

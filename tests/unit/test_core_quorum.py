@@ -8,9 +8,16 @@ import pytest
 from core_helpers import config, make_core, put, replica_signer
 
 from node.consensus.core import ReplicaCore
-from node.consensus.crypto import sign_message
 from node.consensus.events import MessageReceived, Rejected, ViewChanged
-from node.consensus.messages import (
+from node.consensus.quorum import (
+    CertContext,
+    check_checkpoint_proof,
+    check_prepared_cert,
+    check_view_change,
+)
+from node.consensus.viewchange import check_new_view, plan_new_view
+from node.protocol.crypto import sign_message
+from node.protocol.messages import (
     NULL_DIGEST,
     Checkpoint,
     NewView,
@@ -20,13 +27,6 @@ from node.consensus.messages import (
     ViewChange,
     batch_digest,
 )
-from node.consensus.quorum import (
-    CertContext,
-    check_checkpoint_proof,
-    check_prepared_cert,
-    check_view_change,
-)
-from node.consensus.viewchange import check_new_view, plan_new_view
 
 CFG = config(checkpoint_interval=10, watermark_window=20)
 D = b"\x05" * 32

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from core_helpers import Net, config, put, replica_signer, run_requests
 
-from node.consensus.crypto import sign_message
 from node.consensus.events import (
     STATUS_TIMER,
     VIEW_CHANGE_TIMER,
@@ -15,14 +14,6 @@ from node.consensus.events import (
     Rejected,
     StartTimer,
 )
-from node.consensus.messages import (
-    Checkpoint,
-    Commit,
-    Prepare,
-    PrePrepare,
-    ViewChange,
-    batch_digest,
-)
 from node.consensus.records import (
     MessageRecord,
     StableRecord,
@@ -30,6 +21,15 @@ from node.consensus.records import (
     ViewRecord,
     decode_record,
     encode_record,
+)
+from node.protocol.crypto import sign_message
+from node.protocol.messages import (
+    Checkpoint,
+    Commit,
+    Prepare,
+    PrePrepare,
+    ViewChange,
+    batch_digest,
 )
 
 CFG = config(batch_max=2, checkpoint_interval=4, watermark_window=8)

@@ -13,7 +13,6 @@ from core_helpers import (
     run_requests,
 )
 
-from node.consensus.crypto import sign_message
 from node.consensus.events import (
     FORWARD_TIMER,
     VIEW_CHANGE_TIMER,
@@ -26,7 +25,8 @@ from node.consensus.events import (
     Send,
     StartTimer,
 )
-from node.consensus.messages import PrePrepare, Request, batch_digest
+from node.protocol.crypto import sign_message
+from node.protocol.messages import PrePrepare, Request, batch_digest
 
 CFG = config(batch_max=4)
 

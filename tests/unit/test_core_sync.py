@@ -17,8 +17,8 @@ from node.consensus.events import (
     Send,
     TimerFired,
 )
-from node.consensus.messages import NewView, PrePrepare, Status
 from node.consensus.records import NewViewRecord
+from node.protocol.messages import NewView, PrePrepare, Status
 
 CFG = config(batch_max=2, checkpoint_interval=4, watermark_window=8)
 
@@ -201,6 +201,6 @@ def test_a_state_response_without_snapshot_still_makes_its_checkpoint_stable() -
 
 
 def _request(after: int):
-    from node.consensus.messages import StateRequest
+    from node.protocol.messages import StateRequest
 
     return StateRequest(after, 3)

@@ -8,7 +8,6 @@ import pytest
 from core_helpers import Net, config, put, replica_signer, run_requests
 
 from node.consensus.clients import snapshot_digest
-from node.consensus.crypto import sign_message
 from node.consensus.events import (
     VIEW_CHANGE_TIMER,
     CheckpointStable,
@@ -22,8 +21,9 @@ from node.consensus.events import (
     StateTransferred,
     ViewChanged,
 )
-from node.consensus.messages import Checkpoint, StateRequest, StateResponse
 from node.consensus.records import StableRecord
+from node.protocol.crypto import sign_message
+from node.protocol.messages import Checkpoint, StateRequest, StateResponse
 
 CFG = config(batch_max=2, checkpoint_interval=4, watermark_window=8)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from core_helpers import Net, config, put, run_requests
 
 from node.consensus.events import VIEW_CHANGE_TIMER, Send, StartTimer, ViewChanged
-from node.consensus.messages import Commit, NewView, PrePrepare, ViewChange
 from node.consensus.records import ViewRecord
+from node.protocol.messages import Commit, NewView, PrePrepare, ViewChange
 
 
 def vc_delays(net: Net, i: int, since: int = 0) -> list[float]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from core_helpers import make_request
 
-from node.consensus import codec
-from node.consensus.messages import Reply, ReplyBatch, Request, RequestBatch
-from node.framing import reply_frames, reply_size_bound, request_frames, request_size_bound
+from node.protocol import codec
+from node.protocol.framing import reply_frames, reply_size_bound, request_frames, request_size_bound
+from node.protocol.messages import Reply, ReplyBatch, Request, RequestBatch
 
 
 def replies(count: int, size: int = 10) -> list[Reply]:

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from node.resilience import BreakerConfig, CircuitState, FallbackConfig, TimeoutConfig
-from node.shell import GuardHooks, GuardSet
+from node.shell.guard import GuardHooks, GuardSet
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 

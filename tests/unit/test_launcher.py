@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from node.cluster.control import (
+from node.cli.cluster.control import (
     LOCK_FILE,
     STATE_FILE,
     launcher_running,
@@ -28,7 +28,7 @@ from node.cluster.control import (
     send_control,
     write_state,
 )
-from node.cluster.launcher import (
+from node.cli.cluster.launcher import (
     LocalCluster,
     _cmdline,
     check_ports_free,
@@ -303,7 +303,7 @@ UP_SCRIPT = textwrap.dedent(
     """
     import functools, sys, trio
     from pathlib import Path
-    from node.cluster.launcher import serve_up
+    from node.cli.cluster.launcher import serve_up
 
     def sleeper(cfg, rid, fault):
         return [sys.executable, "-c", "import time; time.sleep(60)", f"replica-{rid}"]

@@ -9,9 +9,9 @@ import msgpack
 import pytest
 from core_helpers import make_request, replica_signer
 
-from node.consensus import codec
-from node.consensus.crypto import sign_message
-from node.consensus.messages import (
+from node.protocol import codec
+from node.protocol.crypto import sign_message
+from node.protocol.messages import (
     NULL_DIGEST,
     Checkpoint,
     Commit,

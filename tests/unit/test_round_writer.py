@@ -1,4 +1,4 @@
-"""The round writer (`node/round_writer.py`), driven through a replica: a round's actions
+"""The round writer (`node/shell/round_writer.py`), driven through a replica: a round's actions
 wait for its records and for every earlier round, and waiting rounds share one
 transaction; log records are written on the event loop, a snapshot in a worker thread
 while the loop runs on."""
@@ -13,11 +13,11 @@ import pytest
 import trio
 import trio.testing
 
-import node.round_writer as writer_module
+import node.shell.round_writer as writer_module
 from node.config import init_cluster, load_config, load_private_key
 from node.consensus.events import Persist, StartTimer
 from node.consensus.records import StableRecord
-from node.replica import Replica
+from node.shell.replica import Replica
 
 
 @pytest.fixture

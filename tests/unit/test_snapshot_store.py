@@ -9,10 +9,10 @@ import threading
 import pytest
 
 from node.consensus.clients import snapshot_digest
-from node.consensus.messages import Checkpoint, Prepare
 from node.consensus.records import MessageRecord, StableRecord
-from node.persistence import load_state, write_round
+from node.protocol.messages import Checkpoint, Prepare
 from node.storage import Storage, StorageError
+from node.storage.persistence import load_state, write_round
 
 D = bytes(32)
 

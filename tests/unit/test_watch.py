@@ -11,9 +11,9 @@ import trio
 from rich.console import Console
 from rich.live import Live
 
-from node.cluster.http import Endpoint, FetchError, fetch_json
-from node.cluster.status import check_status, collect, status_table
-from node.cluster.watch import (
+from node.cli.cluster.fetch import Endpoint, FetchError, fetch_json
+from node.cli.cluster.status import check_status, collect, status_table
+from node.cli.cluster.watch import (
     Event,
     Watcher,
     circuit_cell,

@@ -21,7 +21,7 @@ from typing import Any
 import trio
 
 from node.app.kv import op_put
-from node.client import ClientError, ClientPool, Refused, Session
+from node.client.pool import ClientError, ClientPool, Refused, Session
 from node.config import ClusterConfig, load_config
 from node.errors import UserError
 

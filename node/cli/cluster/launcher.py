@@ -38,8 +38,8 @@ from typing import Any
 import attrs
 import trio
 
-from node.cluster import run_trio
-from node.cluster.control import (
+from node.cli.cluster import run_trio
+from node.cli.cluster.control import (
     ClusterLock,
     read_state,
     remove_state,
@@ -47,7 +47,7 @@ from node.cluster.control import (
     serve_control,
     write_state,
 )
-from node.cluster.http import Endpoint, healthy
+from node.cli.cluster.fetch import Endpoint, healthy
 from node.config import ClusterConfig, init_cluster, load_config
 from node.errors import UserError
 

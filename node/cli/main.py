@@ -20,7 +20,7 @@ __all__ = ["UserError", "main"]
 
 
 def _fault_arg(text: str) -> str:
-    from node.faults import parse_fault
+    from node.shell.fault_modes import parse_fault
 
     try:
         parse_fault(text)
@@ -108,16 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
 # command -> "module:function"; each function takes the parsed namespace and returns an
 # exit code. Imported lazily so `bft-node --help` stays fast.
 COMMANDS: dict[str, str] = {
-    "init": "node.commands:cmd_init",
-    "run": "node.commands:cmd_run",
-    "cluster up": "node.cluster.launcher:cmd_up",
-    "cluster kill": "node.cluster.launcher:cmd_kill",
-    "cluster revive": "node.cluster.launcher:cmd_revive",
-    "client": "node.commands:cmd_client",
-    "load": "node.load:cmd_load",
-    "status": "node.cluster.status:cmd_status",
-    "watch": "node.cluster.watch:cmd_watch",
-    "demo": "node.cluster.demo:cmd_demo",
+    "init": "node.cli.commands:cmd_init",
+    "run": "node.cli.commands:cmd_run",
+    "cluster up": "node.cli.cluster.launcher:cmd_up",
+    "cluster kill": "node.cli.cluster.launcher:cmd_kill",
+    "cluster revive": "node.cli.cluster.launcher:cmd_revive",
+    "client": "node.cli.commands:cmd_client",
+    "load": "node.client.load:cmd_load",
+    "status": "node.cli.cluster.status:cmd_status",
+    "watch": "node.cli.cluster.watch:cmd_watch",
+    "demo": "node.cli.cluster.demo:cmd_demo",
 }
 
 

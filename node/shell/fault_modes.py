@@ -1,7 +1,7 @@
 """Fault modes a replica can be started with (`--fault`), parsed and validated.
 
 The modes act in the shell only (outbound messages and signing), never in the core's
-honest path; `node/replica.py` applies them. A faulty replica reports its mode in
+honest path; `node/shell/replica.py` applies them. A faulty replica reports its mode in
 /status and in the `bft_replica_info` metric.
 """
 

@@ -25,8 +25,8 @@ import trio
 
 from node.consensus.events import SnapshotTaken
 from node.consensus.records import StableRecord
-from node.persistence import write_round
 from node.storage import Storage
+from node.storage.persistence import write_round
 
 MAX_ROUNDS_AHEAD = 256  # rounds waiting for their write before the core loop waits too
 

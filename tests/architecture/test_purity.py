@@ -94,6 +94,6 @@ def test_the_checker_catches(source: str) -> None:
 
 
 def test_the_checker_allows_pure_code() -> None:
-    assert violations("import hashlib\nfrom node.consensus import codec\nx = self.time()") == []
+    assert violations("import hashlib\nfrom node.protocol import codec\nx = self.time()") == []
     # a seeded random.Random passed in from outside may be named in annotations
     assert violations("if TYPE_CHECKING:\n    import random\n") == []

@@ -30,9 +30,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from node.cluster import run_trio
-from node.cluster.http import Endpoint, endpoints
-from node.cluster.status import CIRCUIT_STYLE, Entry, collect, short_digest
+from node.cli.cluster import run_trio
+from node.cli.cluster.fetch import Endpoint, endpoints
+from node.cli.cluster.status import CIRCUIT_STYLE, Entry, collect, short_digest
 from node.config import load_config
 
 REFRESH_S = 0.5

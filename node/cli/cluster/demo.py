@@ -16,13 +16,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from node.cluster.chaos import RecoveryTracker, pick_backup, primary_of, schedule, throughput
-from node.cluster.http import endpoints
-from node.cluster.launcher import LocalCluster
-from node.cluster.watch import Watcher
+from node.cli.cluster.chaos import RecoveryTracker, pick_backup, primary_of, schedule, throughput
+from node.cli.cluster.fetch import endpoints
+from node.cli.cluster.launcher import LocalCluster
+from node.cli.cluster.watch import Watcher
+from node.client.load import run_load
 from node.config import init_cluster
 from node.errors import UserError
-from node.load import run_load
 
 # Demo-length timeouts: failures are detected in about a second, circuits probe after 2 s.
 DEMO_OVERRIDES: dict[str, dict[str, Any]] = {

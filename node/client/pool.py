@@ -18,11 +18,11 @@ import trio
 
 from node.app.kv import decode_result, encode_op
 from node.config import ClusterConfig, load_private_key, private_seed
-from node.consensus.codec import DecodeError, decode
-from node.consensus.crypto import Signer, client_mac_keys, sign_request
-from node.consensus.messages import Refused as RefusedMsg
-from node.consensus.messages import Reply, ReplyBatch, Request
-from node.framing import request_frames
+from node.protocol.codec import DecodeError, decode
+from node.protocol.crypto import Signer, client_mac_keys, sign_request
+from node.protocol.framing import request_frames
+from node.protocol.messages import Refused as RefusedMsg
+from node.protocol.messages import Reply, ReplyBatch, Request
 from transport import ClientConfig, FrameTooLarge, LinkDown, TransportError, open_client
 
 log = logging.getLogger("bft.client")

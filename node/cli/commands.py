@@ -1,7 +1,7 @@
 """The `init`, `run` and `client` commands: argument handling around the layers.
 
 Each `cmd_*` takes the parsed argparse namespace and returns an exit code; user mistakes
-raise `UserError`/`ConfigError` and become one line on stderr (see `node.cli`).
+raise `UserError`/`ConfigError` and become one line on stderr (see `node.cli.main`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import trio
 
 from node.config import init_cluster, load_config, load_private_key
 from node.errors import UserError, leaves
-from node.faults import parse_fault
+from node.shell.fault_modes import parse_fault
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -53,7 +53,7 @@ async def _run_until_signal(replica) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from node.replica import Replica
+    from node.shell.replica import Replica
     from node.storage import StorageError
 
     cfg = load_config(args.config)
@@ -79,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_client(args: argparse.Namespace) -> int:
-    from node.client import ClientError, QuorumUnavailable, Refused, run_one
+    from node.client.pool import ClientError, QuorumUnavailable, Refused, run_one
 
     cfg = load_config(args.config)
     if args.op == "put":

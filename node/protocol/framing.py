@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from node.consensus.codec import MAX_BATCH
-from node.consensus.messages import Reply, ReplyBatch, Request, RequestBatch
+from node.protocol.codec import MAX_BATCH
+from node.protocol.messages import Reply, ReplyBatch, Request, RequestBatch
 
 #: msgpack overhead of a batch frame's envelope and list header (generous)
 _ENVELOPE = 16

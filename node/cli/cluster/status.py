@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from node.cluster import run_trio
-from node.cluster.http import DEFAULT_TIMEOUT_S, Endpoint, FetchError, endpoints, fetch_json
+from node.cli.cluster import run_trio
+from node.cli.cluster.fetch import DEFAULT_TIMEOUT_S, Endpoint, FetchError, endpoints, fetch_json
 from node.config import load_config
 
 Entry = dict[str, Any]

@@ -12,7 +12,7 @@ from node.observability.metrics import CIRCUIT_VALUES, ReplicaMetrics
 from node.shell.guard import GuardHooks
 
 if TYPE_CHECKING:
-    from node.replica import Replica
+    from node.shell.replica import Replica
 
 log = logging.getLogger("bft.replica")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgpack
 
-from node.consensus.messages import (
+from node.protocol.messages import (
     Checkpoint,
     Commit,
     CommittedEntry,

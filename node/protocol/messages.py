@@ -25,14 +25,14 @@ class _Message:
     @functools.cached_property
     def wire(self) -> bytes:
         """The full canonical frame (``codec.encode``)."""
-        from node.consensus import codec
+        from node.protocol import codec
 
         return codec.encode_uncached(self)
 
     @functools.cached_property
     def payload(self) -> bytes:
         """The canonical encoding without the signature: what the signature covers."""
-        from node.consensus import codec
+        from node.protocol import codec
 
         return codec.signing_bytes_uncached(self)
 

@@ -5,7 +5,7 @@ Tasks: the peer listener (peer and client routes), one PeerLink per peer, one se
 peer, the guards' probe/drain tasks, heartbeats, the HTTP server, and the core loop. The
 core loop takes a batch of events from the one bounded inbox (a round), runs them
 through `core.handle`, arms the round's timers and hands its records and other actions to
-the `RoundWriter` (`node/round_writer.py`), which performs them only once their records
+the `RoundWriter` (`node/shell/round_writer.py`), which performs them only once their records
 are durable, in round order, writing the rounds that wait together (group commit). The
 round's outbound messages leave as one group per peer and its client replies as one frame
 per client connection. Timers are deadlines the core loop waits on with `move_on_at`; a
@@ -49,10 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.app.kv import KVStore
 from node.config import ClusterConfig, ConfigError, private_seed
-from node.consensus import codec
-from node.consensus.config import CoreConfig
 from node.consensus.core import ReplicaCore
-from node.consensus.crypto import Signer
 from node.consensus.events import (
     VIEW_CHANGE_TIMER,
     Broadcast,
@@ -73,7 +70,13 @@ from node.consensus.events import (
     ViewChanged,
     ViewChangeStarted,
 )
-from node.consensus.messages import (
+from node.consensus.params import CoreConfig
+from node.observability.http import serve_http
+from node.observability.metrics import ReplicaMetrics
+from node.protocol import codec
+from node.protocol.crypto import Signer
+from node.protocol.framing import reply_frames
+from node.protocol.messages import (
     Heartbeat,
     HeartbeatAck,
     Refused,
@@ -81,19 +84,16 @@ from node.consensus.messages import (
     Request,
     RequestBatch,
 )
-from node.fault_injection import FaultInjector
-from node.faults import Fault
-from node.framing import reply_frames
-from node.observability.http import serve_http
-from node.observability.metrics import ReplicaMetrics
-from node.persistence import load_state
-from node.replica_net import PeerTraffic
-from node.replica_status import http_routes, metric_hooks
 from node.resilience import BreakerConfig, FallbackConfig, TimeoutConfig
-from node.round_writer import RoundWriter
 from node.shell.admission import Admission
+from node.shell.fault_injection import FaultInjector
+from node.shell.fault_modes import Fault
 from node.shell.guard import GuardSet
+from node.shell.peer_traffic import PeerTraffic
+from node.shell.round_writer import RoundWriter
+from node.shell.status import http_routes, metric_hooks
 from node.storage import Storage
+from node.storage.persistence import load_state
 from transport import (
     FrameTooLarge,
     Identity,

@@ -12,9 +12,9 @@ import random
 
 import attrs
 
-from node.consensus.crypto import Signer, sign_message
-from node.consensus.messages import Message, PrePrepare, batch_digest
-from node.faults import Fault
+from node.protocol.crypto import Signer, sign_message
+from node.protocol.messages import Message, PrePrepare, batch_digest
+from node.shell.fault_modes import Fault
 
 
 @attrs.frozen

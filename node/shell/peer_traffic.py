@@ -20,7 +20,7 @@ from functools import partial
 
 import trio
 
-from node.consensus.messages import (
+from node.protocol.messages import (
     Checkpoint,
     Heartbeat,
     HeartbeatAck,
@@ -32,7 +32,7 @@ from node.consensus.messages import (
     StateResponse,
     ViewChange,
 )
-from node.fault_injection import FaultInjector
+from node.shell.fault_injection import FaultInjector
 from node.shell.guard import GuardSet
 from transport import PeerLink, TransportError
 
