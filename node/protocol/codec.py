@@ -22,6 +22,7 @@ from node.protocol.messages import (
     Checkpoint,
     Commit,
     CommittedEntry,
+    Encoding,
     Heartbeat,
     HeartbeatAck,
     Message,
@@ -377,3 +378,7 @@ def decoder_for(*allowed: type) -> Callable[[bytes], Message]:
         return msg
 
     return _decode
+
+
+Encoding.wire = staticmethod(encode_uncached)
+Encoding.payload = staticmethod(signing_bytes_uncached)

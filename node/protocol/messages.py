@@ -14,8 +14,19 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
+from typing import Any
 
 import attrs
+
+
+class Encoding:
+    """How messages become bytes, installed by ``codec`` when it loads (the
+    ``node.protocol`` package imports it first), so this module names no codec and the two
+    form no import cycle."""
+
+    wire: Callable[[Any], bytes]
+    payload: Callable[[Any], bytes]
 
 
 @attrs.frozen
@@ -25,16 +36,12 @@ class _Message:
     @functools.cached_property
     def wire(self) -> bytes:
         """The full canonical frame (``codec.encode``)."""
-        from node.protocol import codec
-
-        return codec.encode_uncached(self)
+        return Encoding.wire(self)
 
     @functools.cached_property
     def payload(self) -> bytes:
         """The canonical encoding without the signature: what the signature covers."""
-        from node.protocol import codec
-
-        return codec.signing_bytes_uncached(self)
+        return Encoding.payload(self)
 
     @functools.cached_property
     def payload_digest(self) -> bytes:

@@ -1,5 +1,5 @@
-"""The pure packages import no I/O, concurrency, clock or randomness modules and read no
-clock: a static check over their source with ``ast``. Imports under ``if TYPE_CHECKING:``
+"""The pure packages (protocol, consensus, resilience, app) import no I/O, concurrency,
+clock or randomness modules and read no clock: a static check over their source with ``ast``. Imports under ``if TYPE_CHECKING:``
 (annotations only, e.g. of a seeded ``random.Random`` passed in) are allowed."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PURE_PACKAGES = [ROOT / "node" / "consensus", ROOT / "node" / "resilience"]
+PURE_PACKAGES = [ROOT / "node" / name for name in ("protocol", "consensus", "resilience", "app")]
 FORBIDDEN_MODULES = {
     "trio",
     "trio_websocket",
@@ -27,7 +27,7 @@ CLOCK_CALLS = {"time", "monotonic", "perf_counter", "time_ns", "monotonic_ns"}
 
 def pure_files() -> list[Path]:
     files = [p for pkg in PURE_PACKAGES if pkg.is_dir() for p in sorted(pkg.rglob("*.py"))]
-    assert any(p.parent.name == "consensus" for p in files)
+    assert {p.parent.name for p in files} == {"protocol", "consensus", "resilience", "app"}
     return files
 
 
