@@ -16,20 +16,12 @@ Protocol (Castro & Liskov, PBFT):
   (``transfer.py``), view change (``views.py``) and crash recovery (``recovery.py``) are
   mixed in from their modules; this module holds the state, dispatch and the normal case.
 
-Hooks for tests (the deterministic simulator plants bugs by overriding these):
-
-- ``quorum_size()``: votes for a quorum, ``2f + 1`` (prepared = pre-prepare + ``quorum_size()
-  - 1`` prepares; committed, stable checkpoint, view-change set = ``quorum_size()``);
-- ``weak_quorum_size()``: ``f + 1``, view changes from other replicas that make this one
-  join a higher view;
-- ``_digest_matches(pp)``: a pre-prepare's digest is the digest of its batch;
-- ``_valid_view_change(vc)``: the whole view-change certificate check;
-- ``_valid_new_view(nv)``: the whole new-view check; returns the ``NewViewPlan`` or ``None``;
-- ``_request_ok(request)``: the client is known and the request's signature verifies
-  (a backup first tries the request's authenticator, ``_mac_ok``, for requests it finds
-  in a pre-prepare; the primary always checks signatures of what it orders, so a client
-  whose tags are bad for some backups only costs those backups a verification);
-- ``_execute(pp)``: executes one committed batch (at-most-once via the client table).
+The protocol's rules (quorum sizes, prepared and committed certificates, digest, signature,
+view-change and new-view checks, at-most-once) are the injected ``rules.Rules`` object;
+the simulation plants a bug by passing a subclass. A backup first tries a request's
+authenticator (``_mac_ok``) for requests it finds in a pre-prepare; the primary always
+checks signatures of what it orders, so a client whose tags are bad for some backups only
+costs those backups a verification.
 
 Rejected inputs produce ``Rejected(sender, reason)`` with a reason from
 ``events.REJECT_REASONS``; inputs that are merely old or duplicates are dropped silently.
@@ -74,6 +66,7 @@ from node.consensus.quorum import CertContext
 from node.consensus.records import MessageRecord
 from node.consensus.recovery import RecoveryMixin
 from node.consensus.requests import RequestMixin
+from node.consensus.rules import Rules
 from node.consensus.sync import SyncMixin
 from node.consensus.transfer import CheckpointMixin
 from node.consensus.views import ViewChangeMixin
@@ -83,14 +76,12 @@ from node.protocol.messages import (
     Commit,
     NewView,
     Prepare,
-    PreparedCert,
     PrePrepare,
     Request,
     StateRequest,
     StateResponse,
     Status,
     ViewChange,
-    batch_digest,
 )
 
 
@@ -105,6 +96,7 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, SyncMixin, Rec
         app: App,
         *,
         verify_cache: VerifyCache | None = None,
+        rules: Rules | None = None,
     ) -> None:
         if not 0 <= me < cfg.n:
             raise ValueError(f"replica id {me} not in 0..{cfg.n - 1}")
@@ -113,6 +105,8 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, SyncMixin, Rec
             raise ValueError(f"no public key for replicas {missing}")
         self.cfg = cfg
         self.me = me
+        #: quorum sizes and certificate checks (tests pass a subclass to plant a bug)
+        self.rules = rules if rules is not None else Rules(cfg.f)
         self._signer = signer
         self._replica_keys = dict(replica_keys)
         self._client_keys = dict(client_keys)
@@ -206,17 +200,6 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, SyncMixin, Rec
             "clients": len(self._clients),
         }
 
-    # --- hooks for tests --------------------------------------------------------------
-
-    def quorum_size(self) -> int:
-        return 2 * self.cfg.f + 1
-
-    def weak_quorum_size(self) -> int:
-        return self.cfg.f + 1
-
-    def _digest_matches(self, pp: PrePrepare) -> bool:
-        return batch_digest(pp.batch) == pp.digest
-
     # --- plumbing ---------------------------------------------------------------------
 
     def primary_of(self, view: int) -> int:
@@ -255,12 +238,11 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, SyncMixin, Rec
 
     def _sig_ok(self, msg: Any) -> bool:
         """The message's sender is a replica and its signature verifies."""
-        key = self._replica_keys.get(msg.sender)
-        return key is not None and self.verifier.verify_message(key, msg)
+        return self.rules.signed(self.verifier, self._replica_keys.get(msg.sender), msg)
 
     def _request_ok(self, request: Request) -> bool:
         key = self._client_keys.get(request.principal)
-        return key is not None and self.verifier.verify_message(key, request)
+        return self.rules.request_ok(self.verifier, key, request)
 
     def _mac_ok(self, request: Request) -> bool:
         """This replica's entry of the request's authenticator is the client's tag."""
@@ -281,11 +263,11 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, SyncMixin, Rec
     def _certs(self) -> CertContext:
         return CertContext(
             n=self.cfg.n,
-            quorum=self.quorum_size(),
+            quorum=self.rules.quorum(),
             checkpoint_interval=self.cfg.checkpoint_interval,
             watermark_window=self.cfg.watermark_window,
             sig_ok=self._sig_ok,
-            digest_ok=self._digest_matches,
+            digest_ok=self.rules.digest_matches,
         )
 
     # --- events -----------------------------------------------------------------------
@@ -394,7 +376,7 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, SyncMixin, Rec
         if not self._sig_ok(pp):
             self._reject(sender, "bad_signature")
             return
-        if not self._digest_matches(pp):
+        if not self.rules.digest_matches(pp):
             self._reject(sender, "digest_mismatch")
             return
         if held is not None and held.view == pp.view:
@@ -421,7 +403,7 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, SyncMixin, Rec
         held = slot.pre_prepare
         if slot.committed is not None or (held is not None and held.view >= pp.view):
             return  # known, or equivocation that cannot matter: nothing is voted here
-        if not self._digest_matches(pp):
+        if not self.rules.digest_matches(pp):
             self._reject(sender, "digest_mismatch")
             return
         if not self._sig_ok(pp):
@@ -482,15 +464,13 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, SyncMixin, Rec
         if pp is None or pp.view != view or self._in_vc:
             return
         if slot.prepared_view != view:
-            needed = self.quorum_size() - 1
-            if slot.prepare_count(view, pp.digest) < needed:
+            cert = self.rules.prepared_cert(slot, pp)
+            if cert is None:
                 return
-            votes = slot.prepares.get((view, pp.digest), {})
-            chosen = tuple(votes[s] for s in sorted(votes)[:needed])
-            slot.prepared_cert = PreparedCert(pp, chosen)
+            slot.prepared_cert = cert
             slot.prepared_view = view
             # the certificate is durable before the commit that claims it is sent
-            self._persist(*(MessageRecord(p) for p in chosen if p.sender != self.me))
+            self._persist(*(MessageRecord(p) for p in cert.prepares if p.sender != self.me))
             if not slot.has_commit_from(view, self.me):
                 commit = self._sign(Commit(view, pp.seq, pp.digest, self.me))
                 slot.add_commit(commit)
@@ -504,12 +484,12 @@ class ReplicaCore(RequestMixin, CheckpointMixin, ViewChangeMixin, SyncMixin, Rec
         pp = slot.pre_prepare
         if slot.committed is not None or pp is None:
             return
-        votes = slot.commits.get((pp.view, pp.digest))
-        quorum = self.quorum_size()
-        if votes is None or len(votes) < quorum:
+        cert = self.rules.commit_cert(slot, pp.view, pp.digest)
+        if cert is None:
             return
+        votes = slot.commits.get((pp.view, pp.digest), {})
         slot.committed = pp
-        slot.commit_cert = tuple(votes[s] for s in sorted(votes)[:quorum])
+        slot.commit_cert = cert
         # the commit certificate is durable before anything it lets this replica do
         # (execute, reply) leaves it
         if not slot.pp_durable:

@@ -1,9 +1,8 @@
 """Certificate checks: checkpoint proofs, prepared certificates, view-change messages.
 
 Pure functions over a ``CertContext`` that carries the quorum size and the signature and
-digest predicates. The core builds the context from its overridable hooks
-(``quorum_size()``, ``_digest_matches``), so a test that plants a bug in a hook changes
-every check consistently.
+digest predicates. The core builds the context from its ``Rules`` (``rules.py``), so a
+test that replaces a rule changes every check consistently.
 """
 
 from __future__ import annotations

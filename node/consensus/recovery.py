@@ -33,7 +33,7 @@ from node.consensus.log import Slot
 from node.consensus.params import CoreConfig
 from node.consensus.records import MessageRecord, StoredState
 from node.protocol.crypto import Signer
-from node.protocol.messages import Commit, Prepare, PreparedCert, PrePrepare
+from node.protocol.messages import Commit, Prepare, PrePrepare
 
 if TYPE_CHECKING:
     from node.consensus.core import ReplicaCore
@@ -115,21 +115,17 @@ class RecoveryMixin:
         self._next_seq = max(self._next_seq, self._last_executed + 1)
 
     def _rebuild_slot(self: ReplicaCore, slot: Slot, by_view: dict[int, PrePrepare]) -> None:
-        needed = self.quorum_size() - 1
         for view in sorted(by_view):
-            pp = by_view[view]
-            votes = slot.prepares.get((view, pp.digest), {})
-            if len(votes) >= needed:
-                slot.prepared_cert = PreparedCert(
-                    pp, tuple(votes[s] for s in sorted(votes)[:needed])
-                )
+            cert = self.rules.prepared_cert(slot, by_view[view])
+            if cert is not None:
+                slot.prepared_cert = cert
                 slot.prepared_view = view
         batches = {pp.digest: pp for _, pp in sorted(by_view.items())}
-        quorum = self.quorum_size()
-        for (_view, digest), votes in sorted(slot.commits.items()):
-            if len(votes) >= quorum and digest in batches:
+        for view, digest in sorted(slot.commits):
+            commits = self.rules.commit_cert(slot, view, digest) if digest in batches else None
+            if commits is not None:
                 slot.committed = batches[digest]
-                slot.commit_cert = tuple(votes[s] for s in sorted(votes)[:quorum])
+                slot.commit_cert = commits
                 break
 
     def _resume_commits(self: ReplicaCore) -> None:

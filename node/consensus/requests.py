@@ -192,7 +192,7 @@ class RequestMixin:
         clients = self._clients
         for req in pp.batch:
             client, ts = req.client, req.timestamp
-            status = clients.classify(client, ts)
+            status = self.rules.classify(clients, client, ts)
             if status == NEW:
                 result = self.app.apply(req.operation)
                 clients.record(client, ts, result)

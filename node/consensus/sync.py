@@ -120,13 +120,13 @@ class SyncMixin:
             return False  # no status interval has passed yet: nothing to judge by
         recent = self._tick - 1
         heard = sum(1 for tick in self._heard.values() if tick >= recent)
-        return heard < self.quorum_size() - 1
+        return heard < self.rules.quorum() - 1
 
     def _cluster_executed(self: ReplicaCore) -> int:
         """The highest sequence number that f+1 peers report having executed (so at least
         one correct replica did); 0 until f+1 peers reported."""
         values = sorted(self._peer_exec.values(), reverse=True)
-        k = self.weak_quorum_size()
+        k = self.rules.weak_quorum()
         return values[k - 1] if len(values) >= k else 0
 
     def _behind(self: ReplicaCore) -> bool:

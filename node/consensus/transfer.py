@@ -1,6 +1,6 @@
 """Checkpoint stability and state transfer, mixed into ``ReplicaCore``.
 
-A checkpoint ``(seq, digest)`` becomes certified when ``quorum_size()`` replicas signed it.
+A checkpoint ``(seq, digest)`` becomes certified when ``rules.quorum()`` replicas signed it.
 If this replica executed ``seq`` and its own snapshot has that digest, the checkpoint is
 stable: it persists a ``StableRecord`` and garbage-collects the log, votes and snapshots at
 or below ``seq`` (the low watermark moves, and the primary may propose again). Otherwise it
@@ -66,7 +66,7 @@ class CheckpointMixin:
     def _check_stable(self: ReplicaCore, seq: int) -> None:
         if seq <= self._ckpt.stable_seq:
             return
-        certified = self._ckpt.certified(seq, self.quorum_size())
+        certified = self._ckpt.certified(seq, self.rules.quorum())
         if certified is not None:
             self._adopt_certified_checkpoint(seq, *certified)
 
@@ -215,13 +215,13 @@ class CheckpointMixin:
         """2f+1 distinct replicas' valid commits for one view and ``pp``'s (seq, digest),
         and ``pp``'s batch hashes to that digest: at least f+1 correct replicas prepared
         it, so it is the batch every correct replica executes at ``pp.seq``."""
-        if not self.quorum_size() <= len(commits) <= self.cfg.n or not distinct_senders(commits):
+        if not self.rules.quorum() <= len(commits) <= self.cfg.n or not distinct_senders(commits):
             return False
         view = commits[0].view
         for c in commits:
             if c.view != view or c.seq != pp.seq or c.digest != pp.digest:
                 return False
-        if not self._digest_matches(pp):
+        if not self.rules.digest_matches(pp):
             return False
         return all(self._sig_ok(c) for c in commits)
 

@@ -38,12 +38,10 @@ from node.consensus.events import (
     ViewChanged,
     ViewChangeStarted,
 )
-from node.consensus.quorum import check_view_change
 from node.consensus.records import MessageRecord, NewViewRecord, ViewRecord
 from node.consensus.viewchange import (
     NewViewPlan,
     certificates_above,
-    check_new_view,
     plan_new_view,
 )
 from node.protocol.messages import NewView, Prepare, PrePrepare, ViewChange
@@ -63,14 +61,6 @@ class ViewChangeMixin:
         self._new_view_msg: NewView | None = None
         self._nv_sent_view = -1
         self._future_pps: dict[tuple[int, int], PrePrepare] = {}
-
-    # --- hooks for tests ----------------------------------------------------------------
-
-    def _valid_view_change(self: ReplicaCore, vc: ViewChange) -> bool:
-        return check_view_change(vc, self._certs())
-
-    def _valid_new_view(self: ReplicaCore, nv: NewView) -> NewViewPlan | None:
-        return check_new_view(nv, self._certs(), self._valid_view_change)
 
     # --- timer --------------------------------------------------------------------------
 
@@ -118,7 +108,7 @@ class ViewChangeMixin:
             self._in_vc
             and self._vc_target == view
             and not self._timers.get(VIEW_CHANGE_TIMER)
-            and len(self._vcs.get(view, ())) >= self.quorum_size()
+            and len(self._vcs.get(view, ())) >= self.rules.quorum()
         ):
             self._start_timer(VIEW_CHANGE_TIMER, self._vc_timeout())
 
@@ -150,7 +140,7 @@ class ViewChangeMixin:
         if not self._sig_ok(vc):
             self._reject(sender, "bad_signature")
             return
-        if not self._valid_view_change(vc):
+        if not self.rules.valid_view_change(vc, self._certs()):
             self._reject(sender, "bad_certificate")
             return
         self._store_view_change(vc)
@@ -167,7 +157,7 @@ class ViewChangeMixin:
                 for sender in senders:
                     if sender != self.me and view > highest.get(sender, -1):
                         highest[sender] = view
-        if len(highest) >= self.weak_quorum_size():
+        if len(highest) >= self.rules.weak_quorum():
             self._start_view_change(min(highest.values()), "joined")
 
     # --- new view -----------------------------------------------------------------------
@@ -181,7 +171,7 @@ class ViewChangeMixin:
         ):
             return
         vcs = self._vcs.get(view, {})
-        quorum = self.quorum_size()
+        quorum = self.rules.quorum()
         if self.me not in vcs or len(vcs) < quorum:
             return
         others = [vcs[s] for s in sorted(vcs) if s != self.me][: quorum - 1]
@@ -206,7 +196,7 @@ class ViewChangeMixin:
         if not self._sig_ok(nv):
             self._reject(sender, "bad_signature")
             return
-        plan = self._valid_new_view(nv)
+        plan = self.rules.valid_new_view(nv, self._certs())
         if plan is None:
             self._reject(sender, "bad_certificate")
             return

@@ -1,9 +1,9 @@
-"""Planted bugs: test-only `ReplicaCore` subclasses that break one safety check each.
+"""Planted bugs: test-only `Rules` subclasses that break one safety rule each.
 
 They exist to show the simulator can fail: each one, run against the adversary that
 exploits it, must produce an invariant violation within a bounded number of seeds
-(`test_planted_bugs.py`). The correct replicas of such a run all use the buggy class; the
-Byzantine ones run it too (it makes no difference to what they send).
+(`test_planted_bugs.py`). Every replica of such a run, correct or Byzantine, gets the
+buggy rules (it makes no difference to what a Byzantine one sends).
 """
 
 from __future__ import annotations
@@ -12,36 +12,39 @@ from typing import Any
 
 import attrs
 
-from node.consensus.core import ReplicaCore
+from node.consensus.clients import NEW, ClientTable
+from node.consensus.quorum import CertContext
+from node.consensus.rules import Rules
 from node.consensus.viewchange import NewViewPlan, plan_new_view
-from node.protocol.messages import NewView, PrePrepare, Request, ViewChange
+from node.protocol.crypto import VerifyCache
+from node.protocol.messages import NewView, PrePrepare, ViewChange
 
 
-class QuorumTooSmall(ReplicaCore):
+class QuorumTooSmall(Rules):
     """Quorums of 2f instead of 2f + 1."""
 
-    def quorum_size(self) -> int:
-        return 2 * self.cfg.f
+    def quorum(self) -> int:
+        return 2 * self.f
 
 
-class NoDigestCheck(ReplicaCore):
+class NoDigestCheck(Rules):
     """Accepts a pre-prepare whose digest does not match its batch."""
 
-    def _digest_matches(self, pp: PrePrepare) -> bool:
+    def digest_matches(self, pp: PrePrepare) -> bool:
         return True
 
 
-class UncheckedViewChange(ReplicaCore):
+class UncheckedViewChange(Rules):
     """Trusts view-change messages: no checkpoint proof or prepared-certificate checks."""
 
-    def _valid_view_change(self, vc: ViewChange) -> bool:
+    def valid_view_change(self, vc: ViewChange, certs: CertContext) -> bool:
         return True
 
 
-class UncheckedNewView(ReplicaCore):
+class UncheckedNewView(Rules):
     """Trusts the new primary: enters the view with whatever pre-prepares it sent."""
 
-    def _valid_new_view(self, nv: NewView) -> NewViewPlan | None:
+    def valid_new_view(self, nv: NewView, certs: CertContext) -> NewViewPlan | None:
         if nv.view_changes:
             base = plan_new_view(nv.view, nv.view_changes)
             min_s, digest, proof = base.min_s, base.stable_digest, base.stable_proof
@@ -52,25 +55,23 @@ class UncheckedNewView(ReplicaCore):
         return NewViewPlan(nv.view, min_s, digest, proof, max_s, entries)
 
 
-class NoRequestSignatureCheck(ReplicaCore):
+class NoRequestSignatureCheck(Rules):
     """Executes client requests without checking their signatures."""
 
-    def _request_ok(self, request: Request) -> bool:
+    def request_ok(self, verifier: VerifyCache, key: bytes | None, request: Any) -> bool:
         return True
 
 
-class ForgetsClients(ReplicaCore):
-    """Loses the at-most-once table entry of every session it executes a request for."""
+class ForgetsClients(Rules):
+    """Forgets the at-most-once table: every request executes as if it were new."""
 
-    def _execute(self, pp: PrePrepare) -> None:
-        for request in pp.batch:
-            self._clients._last.pop(request.client, None)
-        super()._execute(pp)
+    def classify(self, clients: ClientTable, client: str, timestamp: int) -> str:
+        return NEW
 
 
 @attrs.frozen
 class PlantedBug:
-    core_class: type[ReplicaCore]
+    rules: type[Rules]
     adversary: str  # the attack that makes the bug show
     max_drop_p: float = 0.15
     crash_p: float = 0.3

@@ -36,6 +36,7 @@ from node.consensus.events import (
     ViewChanged,
 )
 from node.consensus.params import CoreConfig
+from node.consensus.rules import Rules
 from node.protocol import codec
 from node.protocol.crypto import Signer, VerifyCache, client_mac_keys
 from node.protocol.messages import Commit, StateRequest
@@ -101,11 +102,12 @@ class Simulation:
     def __init__(
         self,
         params: ScheduleParams,
-        core_class: type[ReplicaCore] = ReplicaCore,
+        rules: type[Rules] = Rules,
         replay_hint: str | None = None,
     ) -> None:
         p = self.params = params
-        self.core_class = core_class
+        #: every replica's rules (a planted bug replaces one)
+        self.rules = rules(p.f)
         self.replay_hint = replay_hint or f"python -m tests.sim.replay {p.seed} --n {p.n}"
         self.cfg = CoreConfig(
             n=p.n,
@@ -193,7 +195,7 @@ class Simulation:
 
     def _new_core(self, node: int) -> ReplicaCore:
         r = self.identity[node]
-        return self.core_class(
+        return ReplicaCore(
             self.cfg,
             r,
             self.signers[r],
@@ -201,6 +203,7 @@ class Simulation:
             self.client_keys,
             RecordingApp(node, self.ledger),
             verify_cache=_verify_cache(self.params.n),
+            rules=self.rules,
         )
 
     def name(self, node: int) -> int | str:
@@ -547,7 +550,7 @@ class Simulation:
         if self.cores[r] is not None:
             self.crash(r)
         stored = self.stores[r].load()
-        core, actions = self.core_class.recover(
+        core, actions = ReplicaCore.recover(
             self.cfg,
             self.identity[r],
             self.signers[self.identity[r]],
@@ -556,6 +559,7 @@ class Simulation:
             RecordingApp(r, self.ledger),
             stored=stored,
             verify_cache=_verify_cache(self.params.n),
+            rules=self.rules,
         )
         self.cores[r] = core
         self.restarts += 1

@@ -41,6 +41,7 @@ CLIENTS = "node/consensus/clients.py"
 REQUESTS = "node/consensus/requests.py"
 RECOVERY = "node/consensus/recovery.py"
 LOG = "node/consensus/log.py"
+RULES = "node/consensus/rules.py"
 KV = "node/app/kv.py"
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -99,7 +100,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "pp_digest_unchecked",
         CORE,
-        '        if not self._digest_matches(pp):\n            self._reject(sender, "digest_mismatch")'
+        '        if not self.rules.digest_matches(pp):\n            self._reject(sender, "digest_mismatch")'
         "\n            return\n        if held",
         '        if False:\n            self._reject(sender, "digest_mismatch")\n            return\n'
         "        if held",
@@ -109,32 +110,31 @@ MUTANTS: tuple[Mutant, ...] = (
         "pp_signature_unchecked",
         CORE,
         '        if not self._sig_ok(pp):\n            self._reject(sender, "bad_signature")\n'
-        "            return\n        if not self._digest_matches(pp):\n"
+        "            return\n        if not self.rules.digest_matches(pp):\n"
         '            self._reject(sender, "digest_mismatch")\n            return\n        if held',
-        "        if not self._digest_matches(pp):\n"
+        "        if not self.rules.digest_matches(pp):\n"
         '            self._reject(sender, "digest_mismatch")\n            return\n        if held',
         "a pre-prepare's signature is never checked",
     ),
     Mutant(
         "prepared_with_2f_minus_1",
-        CORE,
-        "            needed = self.quorum_size() - 1\n            if slot.prepare_count",
-        "            needed = self.quorum_size() - 2\n            if slot.prepare_count",
+        RULES,
+        "        needed = self.quorum() - 1\n",
+        "        needed = self.quorum() - 2\n",
         "a batch counts as prepared with one prepare too few",
     ),
     Mutant(
         "committed_with_2f",
-        CORE,
-        "        if votes is None or len(votes) < quorum:\n            return\n        slot.committed",
-        "        if votes is None or len(votes) < quorum - 1:\n            return\n"
-        "        slot.committed",
+        RULES,
+        "        if votes is None or len(votes) < quorum:\n            return None\n",
+        "        if votes is None or len(votes) < quorum - 1:\n            return None\n",
         "a batch counts as committed with 2f commits",
     ),
     Mutant(
         "commit_of_any_view",
-        CORE,
-        "        votes = slot.commits.get((pp.view, pp.digest))",
-        "        votes = {s: c for (v, d), t in slot.commits.items() if d == pp.digest "
+        RULES,
+        "        votes = slot.commits.get((view, digest))",
+        "        votes = {s: c for (v, d), t in slot.commits.items() if d == digest "
         "for s, c in t.items()}",
         "commits for the same digest from different views are added up",
     ),
@@ -155,9 +155,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "sig_by_claimed_key_any",
         CORE,
-        "        key = self._replica_keys.get(msg.sender)\n        return key is not None and",
-        "        key = self._replica_keys.get(msg.sender, self._replica_keys.get(0))\n"
-        "        return key is not None and",
+        "self.rules.signed(self.verifier, self._replica_keys.get(msg.sender), msg)",
+        "self.rules.signed(self.verifier, self._replica_keys.get(msg.sender, "
+        "self._replica_keys.get(0)), msg)",
         "a message from an unknown sender id is checked against replica 0's key",
     ),
     Mutant(
@@ -241,7 +241,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "join_on_one_request",
         VIEWS,
-        "        if len(highest) >= self.weak_quorum_size():",
+        "        if len(highest) >= self.rules.weak_quorum():",
         "        if len(highest) >= 1:",
         "one replica asking for a higher view drags the others along",
     ),
@@ -270,14 +270,14 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "transfer_cert_small",
         TRANSFER,
-        "        if not self.quorum_size() <= len(commits) <= self.cfg.n",
+        "        if not self.rules.quorum() <= len(commits) <= self.cfg.n",
         "        if not 1 <= len(commits) <= self.cfg.n",
         "a transferred batch is executed on one replica's commit",
     ),
     Mutant(
         "transfer_batch_unchecked",
         TRANSFER,
-        "        if not self._digest_matches(pp):\n            return False\n        return all(",
+        "        if not self.rules.digest_matches(pp):\n            return False\n        return all(",
         "        return all(",
         "a transferred batch need not hash to the digest its commits name",
     ),

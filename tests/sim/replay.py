@@ -33,7 +33,7 @@ def build(
         planted = PLANTED_BUGS[bug]
         params = ScheduleParams.from_seed(seed, n, **planted.profile(n))
         hint = f"python -m tests.sim.replay {seed} --n {n} --bug {bug}"
-        sim = Simulation(params, planted.core_class, replay_hint=hint)
+        sim = Simulation(params, planted.rules, replay_hint=hint)
     sim.trace = Trace(keep=lines)
     return sim
 

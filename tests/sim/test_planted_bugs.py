@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import pytest
 
-from node.consensus.core import ReplicaCore
-
 from .bugs import PLANTED_BUGS
 from .harness import Simulation
 from .params import ScheduleParams
@@ -35,11 +33,11 @@ def test_planted_bug_is_caught(bug: str, n: int) -> None:
     planted = PLANTED_BUGS[bug]
     for seed in range(SEED_BOUND):
         params = ScheduleParams.from_seed(seed, n, **planted.profile(n))
-        result = Simulation(params, planted.core_class).run()
+        result = Simulation(params, planted.rules).run()
         if any(v.invariant in SAFETY for v in result.violations):
             break
     else:
         pytest.fail(f"planted bug {bug} broke no safety invariant in {SEED_BOUND} seeds, n={n}")
     print(f"{bug} n={n}: caught at seed {seed}: {result.violations[0]}")
-    honest = Simulation(params, ReplicaCore).run()
+    honest = Simulation(params).run()
     assert honest.ok, f"the real core fails the same schedule:\n{honest.report()}"

@@ -25,7 +25,7 @@ def test_replay_command_reproduces_a_planted_failure(capsys: pytest.CaptureFixtu
     seed = next(
         s
         for s in range(200)
-        if not Simulation(ScheduleParams.from_seed(s, 4, **planted.profile(4)), planted.core_class)
+        if not Simulation(ScheduleParams.from_seed(s, 4, **planted.profile(4)), planted.rules)
         .run()
         .ok
     )

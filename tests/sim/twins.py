@@ -163,7 +163,7 @@ def build(n: int, scenario_id: int, bug: str | None = None) -> Simulation:
     hint = f"{replay_hint(n, scenario_id, bug)}  ({sc.describe()})"
     if bug is None:
         return Simulation(sc.params(), replay_hint=hint)
-    return Simulation(sc.params(), PLANTED_BUGS[bug].core_class, replay_hint=hint)
+    return Simulation(sc.params(), PLANTED_BUGS[bug].rules, replay_hint=hint)
 
 
 def run_twins(n: int, ids: range) -> list[SimResult]:

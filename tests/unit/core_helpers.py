@@ -32,6 +32,7 @@ from node.consensus.events import (
 )
 from node.consensus.params import CoreConfig
 from node.consensus.records import StoredState
+from node.consensus.rules import Rules
 from node.protocol import codec
 from node.protocol.crypto import Signer, sign_message
 from node.protocol.messages import Request, StateRequest
@@ -57,8 +58,10 @@ def make_request(session: str, ts: int, op: bytes, signer: Signer = CLIENT) -> R
     return sign_message(Request(f"client/{session}", ts, op), signer)
 
 
-def make_core(cfg: CoreConfig, i: int, cls: type[ReplicaCore] = ReplicaCore) -> ReplicaCore:
-    return cls(cfg, i, replica_signer(i), replica_keys(cfg.n), CLIENT_KEYS, KVStore())
+def make_core(cfg: CoreConfig, i: int, rules: Rules | None = None) -> ReplicaCore:
+    return ReplicaCore(
+        cfg, i, replica_signer(i), replica_keys(cfg.n), CLIENT_KEYS, KVStore(), rules=rules
+    )
 
 
 def config(**overrides: Any) -> CoreConfig:
@@ -94,8 +97,8 @@ class Net:
     delivered: int = 0
 
     @classmethod
-    def build(cls, cfg: CoreConfig, core_cls: type[ReplicaCore] = ReplicaCore) -> Net:
-        net = cls({i: make_core(cfg, i, core_cls) for i in range(cfg.n)})
+    def build(cls, cfg: CoreConfig) -> Net:
+        net = cls({i: make_core(cfg, i) for i in range(cfg.n)})
         for i, core in net.cores.items():
             net.apply(i, core.start())  # arms the status timer; tests fire it by hand
         return net

@@ -7,7 +7,6 @@ import attrs
 import pytest
 from core_helpers import config, make_core, put, replica_signer
 
-from node.consensus.core import ReplicaCore
 from node.consensus.events import MessageReceived, Rejected, ViewChanged
 from node.consensus.quorum import (
     CertContext,
@@ -15,7 +14,8 @@ from node.consensus.quorum import (
     check_prepared_cert,
     check_view_change,
 )
-from node.consensus.viewchange import check_new_view, plan_new_view
+from node.consensus.rules import Rules
+from node.consensus.viewchange import plan_new_view
 from node.protocol.crypto import sign_message
 from node.protocol.messages import (
     NULL_DIGEST,
@@ -206,7 +206,7 @@ def _vcs(view=1, certs=()):
 
 def test_core_accepts_a_correct_new_view(core) -> None:
     nv = new_view(1, _vcs(certs=[cert(seq=11)]))
-    assert check_new_view(nv, core._certs(), core._valid_view_change) is not None
+    assert core.rules.valid_new_view(nv, core._certs()) is not None
     actions = core.handle(MessageReceived(1, nv))
     assert ViewChanged(1, 1) in actions and core.view == 1
     assert not [a for a in actions if type(a) is Rejected]
@@ -260,33 +260,33 @@ def test_new_view_from_a_non_primary_is_rejected(core) -> None:
     assert core.handle(MessageReceived(2, nv)) == [Rejected(2, "not_primary")]
 
 
-# --- hooks ------------------------------------------------------------------------------------
+# --- the injected rules ------------------------------------------------------------------------
 
 
-def test_quorum_hooks_default_to_2f_plus_1_and_f_plus_1() -> None:
+def test_rules_default_to_2f_plus_1_and_f_plus_1() -> None:
     core = make_core(config(n=7, f=2), 0)
-    assert core.quorum_size() == 5 and core.weak_quorum_size() == 3
+    assert core.rules.quorum() == 5 and core.rules.weak_quorum() == 3
 
 
-class SmallQuorum(ReplicaCore):
-    def quorum_size(self) -> int:
+class SmallQuorum(Rules):
+    def quorum(self) -> int:
         return 2
 
 
-class TrustingDigests(ReplicaCore):
-    def _digest_matches(self, pp: PrePrepare) -> bool:
+class TrustingDigests(Rules):
+    def digest_matches(self, pp: PrePrepare) -> bool:
         return True
 
 
-def test_overriding_quorum_size_changes_every_check(ctx) -> None:
-    small = make_core(CFG, 0, SmallQuorum)._certs()
+def test_replacing_the_quorum_rule_changes_every_check(ctx) -> None:
+    small = make_core(CFG, 0, SmallQuorum(CFG.f))._certs()
     assert check_checkpoint_proof(proof(senders=(0, 1)), 10, small) == D
     assert check_prepared_cert(cert(backups=(1,)), small)
     assert not check_prepared_cert(cert(backups=(1,)), ctx)
 
 
-def test_overriding_digest_check_lets_a_bad_pre_prepare_through() -> None:
+def test_replacing_the_digest_rule_lets_a_bad_pre_prepare_through() -> None:
     bad = signed(PrePrepare(0, 1, D, (put("a", 1, "k", "v"),), 0), 0)
-    trusting = make_core(CFG, 1, TrustingDigests).handle(MessageReceived(0, bad))
+    trusting = make_core(CFG, 1, TrustingDigests(CFG.f)).handle(MessageReceived(0, bad))
     assert not [a for a in trusting if type(a) is Rejected]
     assert make_core(CFG, 1).handle(MessageReceived(0, bad)) == [Rejected(0, "digest_mismatch")]
