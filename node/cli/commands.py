@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import errno
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -33,26 +32,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_until_signal(replica) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(replica.run)
-
-            async def watch_signals() -> None:
-                async for signum in signals:
-                    replica.log.info(
-                        "event=shutdown signal=%s grace_s=%.1f",
-                        signal.Signals(signum).name,
-                        replica.shutdown_grace_s,
-                    )
-                    await replica.shutdown()
-                    nursery.cancel_scope.cancel()
-                    return
-
-            nursery.start_soon(watch_signals)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
+    from node.shell.lifetime import run_until_signal
     from node.shell.replica import Replica
     from node.storage import StorageError
 
@@ -66,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StorageError as exc:
         raise UserError(str(exc)) from None
     try:
-        trio.run(_run_until_signal, replica)
+        trio.run(run_until_signal, replica)
     except* OSError as group:
         exc = next(leaves(group))
         if getattr(exc, "errno", None) == errno.EADDRINUSE:

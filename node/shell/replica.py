@@ -193,8 +193,6 @@ class Replica:
         self.traffic: PeerTraffic | None = None
         self.running = False
         self.degraded = False
-        self.shutdown_grace_s = 3.0
-        self.log = log
         self.http_port: int | None = None
         self.port: int | None = None
         self._clients: OrderedDict[str, Any] = OrderedDict()  # session -> its connection
@@ -357,8 +355,8 @@ class Replica:
             )
             task_status.started()
 
-    async def shutdown(self) -> None:
-        """Called on SIGINT/SIGTERM before the nursery is cancelled."""
+    def stop(self) -> None:
+        """Called on SIGINT/SIGTERM before the nursery is cancelled: /healthz turns 503."""
         self.running = False
 
     async def _crash_after(self, seconds: float) -> None:
