@@ -62,7 +62,7 @@ class RequestMixin:
             known = req.principal in self._client_keys
             self._reject(req.client, "bad_signature" if known else "unknown_sender")
             return
-        status = self._clients.classify(req.client, req.timestamp)
+        status = self._exec.clients.classify(req.client, req.timestamp)
         if status != NEW:
             if status == RETRANSMISSION and from_client:
                 self._resend_reply(req.client)
@@ -77,79 +77,57 @@ class RequestMixin:
         if is_new:
             self._pending.pop(req.client, None)
             self._pending[req.client] = req
-        if self._in_vc:
+        if self._vs.changing:
             return  # the view change's own timer runs (views.py)
         if not self._timers.get(VIEW_CHANGE_TIMER):
             self._arm_request_timers()
         if self.primary == self.me:
-            if is_new and req.key not in self._proposed:
-                self._queue.pop(req.client, None)
-                self._queue[req.client] = req
+            if is_new and self._proposer.enqueue(req):
                 self._cut_batches(force=False)
         elif from_client:
             self._emit(Send(self.primary, req))
 
     def _resend_reply(self: ReplicaCore, client: str) -> None:
-        cached = self._clients.cached(client)
+        cached = self._exec.clients.cached(client)
         if cached is not None:
             ts, result = cached
-            self._emit(ReplyToClient(client, Reply(self._view, ts, client, self.me, result)))
+            self._emit(ReplyToClient(client, Reply(self.view, ts, client, self.me, result)))
 
     def _cut_batches(self: ReplicaCore, force: bool) -> None:
         """Primary: turn queued requests into pre-prepares while the window allows."""
-        if self._in_vc or self.primary != self.me or self._replaying:
+        if self._vs.changing or self.primary != self.me:
             return
         cfg = self.cfg
+        proposer = self._proposer
         limit = cfg.max_in_flight
         if limit:
             partial_ok = force and self._in_flight(limit) < limit
         else:
             partial_ok = force or cfg.batch_timeout_s == 0
-        while self._queue and self._next_seq <= self.high_watermark:
-            if len(self._queue) < cfg.batch_max and not partial_ok:
+        last_timestamp = self._exec.clients.last_timestamp
+        while proposer and proposer.next_seq <= self.high_watermark:
+            if len(proposer) < cfg.batch_max and not partial_ok:
                 break
-            batch = self._take_batch()
+            batch = proposer.take_batch(cfg.batch_max, last_timestamp)
             if batch:
                 self._propose(tuple(batch))
                 if limit and partial_ok:
                     partial_ok = self._in_flight(limit) < limit
-        if self._queue and self._next_seq <= self.high_watermark:
+        if proposer and proposer.next_seq <= self.high_watermark:
             if limit and self._in_flight(limit) >= limit:
                 self._cancel_timer(BATCH_TIMER)  # the next commit cuts the batch
             elif not self._timers.get(BATCH_TIMER):
                 self._start_timer(BATCH_TIMER, 0.0 if limit else cfg.batch_timeout_s)
-        elif not self._queue:
+        elif not proposer:
             self._cancel_timer(BATCH_TIMER)
 
     def _in_flight(self: ReplicaCore, limit: int) -> int:
-        """Batches above ``last_executed`` that this primary proposed and that have not
-        committed here yet (counting stops at ``limit``)."""
-        count = 0
-        log = self._log
-        for seq in range(self._last_executed + 1, self._next_seq):
-            slot = log.get(seq)
-            if slot is not None and slot.committed is None:
-                count += 1
-                if count >= limit:
-                    break
-        return count
-
-    def _take_batch(self: ReplicaCore) -> list[Request]:
-        batch: list[Request] = []
-        queue = self._queue
-        while queue and len(batch) < self.cfg.batch_max:
-            client, req = queue.popitem(last=False)
-            if req.timestamp > self._clients.last_timestamp(client):
-                if req.key not in self._proposed:
-                    batch.append(req)
-        return batch
+        """This primary's batches in flight (proposed, not committed here), up to ``limit``."""
+        return self._proposer.in_flight(self._log, self.last_executed, limit)
 
     def _propose(self: ReplicaCore, batch: tuple[Request, ...]) -> None:
-        seq = self._next_seq
-        self._next_seq += 1
-        pp = self._sign(PrePrepare(self._view, seq, batch_digest(batch), batch, self.me))
-        for req in batch:
-            self._proposed.add(req.key)
+        seq = self._proposer.claim(batch)
+        pp = self._sign(PrePrepare(self.view, seq, batch_digest(batch), batch, self.me))
         slot = self._log.slot(seq)
         slot.pre_prepare = pp
         slot.pp_durable = True
@@ -159,7 +137,7 @@ class RequestMixin:
 
     def _refresh_request_timer(self: ReplicaCore) -> None:
         """Outside a view change: (re)start the view-change timer while requests wait."""
-        if self._in_vc:
+        if self._vs.changing:
             return
         if self._pending:
             self._arm_request_timers()
@@ -179,7 +157,7 @@ class RequestMixin:
     def _forward_again(self: ReplicaCore) -> None:
         """The forward timer fired: nothing executed for half the wait; send the oldest
         waiting requests to the primary once more (it may have dropped them)."""
-        if self._in_vc or self.primary == self.me:
+        if self._vs.changing or self.primary == self.me:
             return
         primary = self.primary
         for count, req in enumerate(self._pending.values()):
@@ -189,26 +167,19 @@ class RequestMixin:
 
     def _execute(self: ReplicaCore, pp: PrePrepare) -> None:
         executed = 0
-        clients = self._clients
-        for req in pp.batch:
-            client, ts = req.client, req.timestamp
-            status = self.rules.classify(clients, client, ts)
-            if status == NEW:
-                result = self.app.apply(req.operation)
-                clients.record(client, ts, result)
+        view, me = self.view, self.me
+        for out in self._exec.execute(pp):
+            if out.result is not None:
                 executed += 1
-                self._emit(ReplyToClient(client, Reply(self._view, ts, client, self.me, result)))
-            elif status == RETRANSMISSION:
-                self._resend_reply(client)
-            self._forget_request(client, ts)
-        self._last_executed = pp.seq
+                reply = Reply(view, out.timestamp, out.client, me, out.result)
+                self._emit(ReplyToClient(out.client, reply))
+            elif out.retransmission:
+                self._resend_reply(out.client)
+            self._forget_request(out.client, out.timestamp)
         self._emit(Executed(pp.seq, pp.view, pp.digest, executed))
 
     def _forget_request(self: ReplicaCore, client: str, ts: int) -> None:
         held = self._pending.get(client)
         if held is not None and held.timestamp <= ts:
             del self._pending[client]
-        queued = self._queue.get(client)
-        if queued is not None and queued.timestamp <= ts:
-            del self._queue[client]
-        self._proposed.discard((client, ts))
+        self._proposer.forget(client, ts)

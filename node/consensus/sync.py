@@ -43,27 +43,10 @@ if TYPE_CHECKING:
 
 
 class SyncMixin:
-    def _init_sync(self: ReplicaCore) -> None:
-        #: the latest last-executed and view each peer reported (Status, checkpoints)
-        self._peer_exec: dict[int, int] = {}
-        self._peer_view: dict[int, int] = {}
-        #: status intervals so far; rate-limits the NewViews sent to one laggard
-        self._tick = 0
-        #: what f+1 peers reported at the previous tick, while this replica was behind it
-        self._lag_mark: int | None = None
-        #: restarted and not yet level with the others: fetch without waiting
-        self._recovering = False
-        #: peer -> (view, tick) of the last NewView sent to it
-        self._nv_resent: dict[int, tuple[int, int]] = {}
-        #: the sequence number this replica is fetching up to, if any
-        self._fetching: int | None = None
-        #: peer -> the tick in which this replica last received anything from it
-        self._heard: dict[int, int] = {}
-
     @property
     def fetching(self: ReplicaCore) -> int | None:
         """The sequence number a fetch should reach; ``None`` when none is wanted."""
-        return self._fetching
+        return self._reports.fetching
 
     def start(self: ReplicaCore) -> list[Action]:
         """The actions that start a fresh core (its status timer); ``recover`` includes
@@ -80,78 +63,66 @@ class SyncMixin:
     # --- the status timer and what peers report -------------------------------------------
 
     def _on_status_tick(self: ReplicaCore) -> None:
-        self._tick += 1
-        self._broadcast(Status(self.me, self._view, self._last_executed, self._ckpt.stable_seq))
-        if self._in_vc:
-            own = self._vcs.get(self._vc_target, {}).get(self.me)
+        self._reports.tick += 1
+        self._broadcast(Status(self.me, self.view, self.last_executed, self.stable_checkpoint))
+        if self._vs.changing:
+            own = self._vcs.for_view(self._vs.target).get(self.me)
             if own is not None:
                 self._broadcast(own)
         self._check_behind(tick=True)
         self._arm_status()
 
     def _on_status(self: ReplicaCore, sender: int, status: Status) -> None:
-        self._peer_view[sender] = status.view
-        self._peer_exec[sender] = status.last_executed
-        if status.view < self._view:
+        self._reports.status(sender, status.view, status.last_executed)
+        if status.view < self.view:
             self._help_laggard(sender)
         self._check_behind(tick=False)
 
-    def _note_executed_by(self: ReplicaCore, sender: int, seq: int) -> None:
-        """A valid checkpoint vote: ``sender`` executed ``seq``."""
-        if seq > self._peer_exec.get(sender, 0):
-            self._peer_exec[sender] = seq
-
     def _help_laggard(self: ReplicaCore, sender: int) -> None:
         """Send the proof of this replica's view to a peer that is in an older one."""
-        nv = self._new_view_msg
-        if nv is None or nv.view != self._view:
+        nv = self._vcs.new_view
+        if nv is None or nv.view != self.view:
             return
-        mark = (nv.view, self._tick)
-        if self._nv_resent.get(sender) == mark:
-            return
-        self._nv_resent[sender] = mark
-        self._emit(Send(sender, nv))
+        if self._reports.may_resend_new_view(sender, nv.view):
+            self._emit(Send(sender, nv))
 
     # --- falling behind and catching up ---------------------------------------------------
 
     def _cut_off(self: ReplicaCore) -> bool:
         """Fewer than 2f peers heard from in this status interval or the previous one."""
-        if self.cfg.status_interval_s <= 0 or self._tick == 0:
+        if self.cfg.status_interval_s <= 0 or self._reports.tick == 0:
             return False  # no status interval has passed yet: nothing to judge by
-        recent = self._tick - 1
-        heard = sum(1 for tick in self._heard.values() if tick >= recent)
-        return heard < self.rules.quorum() - 1
+        return self._reports.heard_recently() < self.rules.quorum() - 1
 
     def _cluster_executed(self: ReplicaCore) -> int:
         """The highest sequence number that f+1 peers report having executed (so at least
         one correct replica did); 0 until f+1 peers reported."""
-        values = sorted(self._peer_exec.values(), reverse=True)
-        k = self.rules.weak_quorum()
-        return values[k - 1] if len(values) >= k else 0
+        return self._reports.executed_by(self.rules.weak_quorum())
 
     def _behind(self: ReplicaCore) -> bool:
-        return self._cluster_executed() > self._last_executed
+        return self._cluster_executed() > self.last_executed
 
     def _check_behind(self: ReplicaCore, tick: bool) -> None:
-        target = max(self._peer_exec.values(), default=0)
-        if target <= self._last_executed:
-            self._lag_mark = None
-            self._recovering = False
+        reports = self._reports
+        target = reports.highest_executed()
+        last = self.last_executed
+        if target <= last:
+            reports.lag_mark = None
+            reports.recovering = False
             return
-        urgent = self._recovering or target - self._last_executed >= self.cfg.checkpoint_interval
-        lasting = self._lag_mark is not None and self._last_executed < self._lag_mark
+        urgent = reports.recovering or target - last >= self.cfg.checkpoint_interval
+        lasting = reports.lag_mark is not None and last < reports.lag_mark
         if urgent or lasting:
             # on a tick, ask again even for the same target: the shell may have given up
             self._request_fetch(target, again=tick)
-            self._recovering = False
+            reports.recovering = False
         if tick:
-            self._lag_mark = target
+            reports.lag_mark = target
 
     def _request_fetch(self: ReplicaCore, target: int, again: bool = False) -> None:
-        if self._fetching is None or target > self._fetching or again:
-            self._fetching = max(target, self._fetching or 0)
-            self._emit(FetchState(self._fetching))
+        wanted = self._reports.want(target, again)
+        if wanted is not None:
+            self._emit(FetchState(wanted))
 
     def _fetch_progress(self: ReplicaCore) -> None:
-        if self._fetching is not None and self._last_executed >= self._fetching:
-            self._fetching = None
+        self._reports.reached(self.last_executed)

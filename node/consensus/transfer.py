@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from node.consensus.clients import decode_snapshot, snapshot_digest
+from node.consensus.clients import snapshot_digest
 from node.consensus.events import CheckpointStable, Send, StateTransferred
 from node.consensus.log import DUPLICATE, EQUIVOCATION
 from node.consensus.quorum import check_checkpoint_proof, distinct_senders
@@ -60,7 +60,7 @@ class CheckpointMixin:
         if outcome == EQUIVOCATION:
             self._reject(sender, "equivocation")
             return
-        self._note_executed_by(sender, cp.seq)
+        self._reports.executed_at_least(sender, cp.seq)
         self._check_stable(cp.seq)
 
     def _check_stable(self: ReplicaCore, seq: int) -> None:
@@ -74,14 +74,14 @@ class CheckpointMixin:
         self: ReplicaCore, seq: int, digest: bytes, proof: tuple[Checkpoint, ...]
     ) -> None:
         own = self._ckpt.own(seq)
-        if own is not None and own.digest == digest and self._last_executed >= seq:
+        if own is not None and own.digest == digest and self.last_executed >= seq:
             self._make_stable(seq, digest, own.snapshot, proof)
             return
         # Behind (or diverged): move the low watermark, then fetch the certified state.
         if seq > self._ckpt.stable_seq:
             self._ckpt.set_stable(seq, digest, None, proof)  # type: ignore[arg-type]
             self._log.collect_garbage(seq)
-            self._gc_future(seq)
+            self._vcs.drop_buffered(upto_seq=seq)
         self._request_fetch(seq)
 
     def _make_stable(
@@ -89,24 +89,21 @@ class CheckpointMixin:
     ) -> None:
         self._ckpt.set_stable(seq, digest, snapshot, proof)
         self._log.collect_garbage(seq)
-        self._gc_future(seq)
+        self._vcs.drop_buffered(upto_seq=seq)
         self._persist(StableRecord(seq, digest, snapshot, proof))
         self._emit(CheckpointStable(seq))
         self._cut_batches(force=False)
-
-    def _gc_future(self: ReplicaCore, seq: int) -> None:
-        for key in [k for k in self._future_pps if k[1] <= seq]:
-            del self._future_pps[key]
 
     # --- answering a replica that is behind ---------------------------------------------
 
     def _on_state_request(self: ReplicaCore, sender: int, req: StateRequest) -> None:
         ckpt = self._ckpt
-        if self._last_executed <= req.after:
+        last_executed = self.last_executed
+        if last_executed <= req.after:
             return  # nothing the asker lacks
         if ckpt.stable_seq > req.after:
             # the log at or below the stable checkpoint is gone: send the checkpoint
-            if ckpt.stable_snapshot is None or self._last_executed < ckpt.stable_seq:
+            if ckpt.stable_snapshot is None or last_executed < ckpt.stable_seq:
                 return  # fetching it ourselves
             base, snapshot, proof = ckpt.stable_seq, ckpt.stable_snapshot, ckpt.stable_proof
         else:
@@ -134,7 +131,7 @@ class CheckpointMixin:
         """Commit certificates of the executed batches above ``seq``, in order, up to the
         first one this replica cannot prove."""
         entries = []
-        for s in range(seq + 1, self._last_executed + 1):
+        for s in range(seq + 1, self.last_executed + 1):
             slot = self._log.get(s)
             if slot is None or slot.committed is None or not slot.commit_cert:
                 break
@@ -145,7 +142,7 @@ class CheckpointMixin:
 
     def _on_state_response(self: ReplicaCore, sender: int, resp: StateResponse) -> None:
         if resp.snapshot:
-            if resp.seq > self._last_executed and resp.seq >= self._ckpt.stable_seq:
+            if resp.seq > self.last_executed and resp.seq >= self._ckpt.stable_seq:
                 if not self._adopt_snapshot(sender, resp):
                     return
             # an older checkpoint than this replica has: its entries may still help
@@ -170,15 +167,13 @@ class CheckpointMixin:
             self._reject(sender, "bad_snapshot")
             return False
         try:
-            app_snapshot, clients = decode_snapshot(resp.snapshot)
-            self.app.restore(app_snapshot)
+            self._exec.restore(resp.seq, resp.snapshot)
         except ValueError:
             self._reject(sender, "bad_snapshot")
             return False
-        self._clients = clients
-        self._last_executed = resp.seq
-        self._next_seq = max(self._next_seq, resp.seq + 1)
+        self._proposer.skip_to(resp.seq + 1)
         self._ckpt.drop_own_above(resp.seq)
+        clients = self._exec.clients
         for client, req in list(self._pending.items()):
             if req.timestamp <= clients.last_timestamp(client):
                 self._forget_request(client, req.timestamp)
@@ -196,7 +191,7 @@ class CheckpointMixin:
         high = self.high_watermark
         for entry in entries:
             pp = entry.pre_prepare
-            if pp.seq <= self._last_executed:
+            if pp.seq <= self.last_executed:
                 continue
             if pp.seq > high:
                 break

@@ -71,6 +71,7 @@ from node.consensus.events import (
     ViewChangeStarted,
 )
 from node.consensus.params import CoreConfig
+from node.consensus.recovery import recover
 from node.observability.http import serve_http
 from node.observability.metrics import ReplicaMetrics
 from node.protocol import codec
@@ -246,7 +247,7 @@ class Replica:
             )
             actions: list[Any] = self.core.start()
         else:
-            self.core, actions = ReplicaCore.recover(
+            self.core, actions = recover(
                 self.core_cfg, self.id, signer, replica_keys, client_keys, KVStore(), stored
             )
             log.info(

@@ -36,6 +36,7 @@ from node.consensus.events import (
     ViewChanged,
 )
 from node.consensus.params import CoreConfig
+from node.consensus.recovery import recover
 from node.consensus.rules import Rules
 from node.protocol import codec
 from node.protocol.crypto import Signer, VerifyCache, client_mac_keys
@@ -292,7 +293,7 @@ class Simulation:
         view = max(settled)
         return all(
             (c.view == view and not c.in_view_change)
-            or (c.in_view_change and c._vc_target == view + 1)
+            or (c.in_view_change and c.view_change_target == view + 1)
             for c in cores
         )
 
@@ -303,7 +304,7 @@ class Simulation:
             if core is None:
                 parts.append(f"{r}: down")
             else:
-                vc = f" (changing to {core._vc_target})" if core.in_view_change else ""
+                vc = f" (changing to {core.view_change_target})" if core.in_view_change else ""
                 parts.append(f"{r}: executed {core.last_executed} view {core.view}{vc}")
         return (
             f"{CONVERGE_S:g}s after the clients finished the correct replicas still "
@@ -550,7 +551,7 @@ class Simulation:
         if self.cores[r] is not None:
             self.crash(r)
         stored = self.stores[r].load()
-        core, actions = ReplicaCore.recover(
+        core, actions = recover(
             self.cfg,
             self.identity[r],
             self.signers[self.identity[r]],

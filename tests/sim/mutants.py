@@ -32,6 +32,8 @@ class Mutant:
 
 
 CORE = "node/consensus/core.py"
+NORMAL = "node/consensus/normal.py"
+EXECUTION = "node/consensus/execution.py"
 QUORUM = "node/consensus/quorum.py"
 VC = "node/consensus/viewchange.py"
 VIEWS = "node/consensus/views.py"
@@ -70,27 +72,27 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "new_primary_reuses_seq",
         VIEWS,
-        "            self._next_seq = max(plan.max_s, plan.min_s, self._ckpt.stable_seq) + 1",
-        "            self._next_seq = max(plan.max_s, plan.min_s, self._ckpt.stable_seq)",
+        "                max(plan.max_s, plan.min_s, stable) + 1,",
+        "                max(plan.max_s, plan.min_s, stable),",
         "a new primary proposes its first batch at a sequence number the NewView re-issued",
     ),
     Mutant(
         "restart_reuses_seq",
         RECOVERY,
-        "                    self._next_seq = max(self._next_seq, msg.seq + 1)",
-        "                    self._next_seq = max(self._next_seq, msg.seq)",
+        "    core._proposer.skip_to(max(own_top, core.last_executed) + 1)",
+        "    core._proposer.skip_to(max(own_top, core.last_executed))",
         "a primary that restarts proposes again at the last sequence number it used",
     ),
     Mutant(
         "pp_from_any_replica",
-        CORE,
+        NORMAL,
         '        if sender != self.primary:\n            self._reject(sender, "not_primary")',
         '        if sender == self.me:\n            self._reject(sender, "not_primary")',
         "a pre-prepare is accepted from a replica that is not the primary",
     ),
     Mutant(
         "second_pp_same_slot",
-        CORE,
+        NORMAL,
         "        if held is not None and held.view == pp.view:\n"
         '            self._reject(sender, "equivocation")',
         "        if held is not None and held.view > pp.view:\n"
@@ -99,7 +101,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "pp_digest_unchecked",
-        CORE,
+        NORMAL,
         '        if not self.rules.digest_matches(pp):\n            self._reject(sender, "digest_mismatch")'
         "\n            return\n        if held",
         '        if False:\n            self._reject(sender, "digest_mismatch")\n            return\n'
@@ -108,7 +110,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "pp_signature_unchecked",
-        CORE,
+        NORMAL,
         '        if not self._sig_ok(pp):\n            self._reject(sender, "bad_signature")\n'
         "            return\n        if not self.rules.digest_matches(pp):\n"
         '            self._reject(sender, "digest_mismatch")\n            return\n        if held',
@@ -140,14 +142,14 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "vote_signature_unchecked",
-        CORE,
+        NORMAL,
         '        if not self._sig_ok(vote):\n            self._reject(sender, "bad_signature")',
         '        if False:\n            self._reject(sender, "bad_signature")',
         "prepare and commit votes are counted without checking their signatures",
     ),
     Mutant(
         "request_signature_unchecked",
-        CORE,
+        NORMAL,
         "            elif self._request_ok(req):",
         "            elif True:",
         "a request in a pre-prepare whose MAC fails is accepted without its signature",
@@ -248,7 +250,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "nv_skips_checkpoint",
         VIEWS,
-        "        if plan.min_s > self._ckpt.stable_seq and plan.stable_digest is not None:\n"
+        "        if plan.min_s > stable and plan.stable_digest is not None:\n"
         "            self._adopt_certified_checkpoint(",
         "        if False:\n            self._adopt_certified_checkpoint(",
         "a replica entering a view above its checkpoint never moves to the view's min-s",
@@ -312,7 +314,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "client_table_off_by_one",
-        REQUESTS,
+        EXECUTION,
         "                clients.record(client, ts, result)",
         "                clients.record(client, ts - 1, result)",
         "the client table records the timestamp before the executed one, so a "
@@ -376,9 +378,9 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "checkpoint_off_interval",
-        CORE,
-        "            if self._last_executed % self.cfg.checkpoint_interval == 0:",
-        "            if self._last_executed % self.cfg.checkpoint_interval == 1:",
+        NORMAL,
+        "            if self.last_executed % self.cfg.checkpoint_interval == 0:",
+        "            if self.last_executed % self.cfg.checkpoint_interval == 1:",
         "checkpoints are taken one sequence number late and never become stable",
     ),
 )

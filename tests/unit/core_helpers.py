@@ -32,6 +32,7 @@ from node.consensus.events import (
 )
 from node.consensus.params import CoreConfig
 from node.consensus.records import StoredState
+from node.consensus.recovery import recover
 from node.consensus.rules import Rules
 from node.protocol import codec
 from node.protocol.crypto import Signer, sign_message
@@ -174,7 +175,7 @@ class Net:
 
     def recover(self, i: int, cfg: CoreConfig) -> list[Any]:
         stored = StoredState.from_records(self.stored[i])
-        core, actions = ReplicaCore.recover(
+        core, actions = recover(
             cfg, i, replica_signer(i), replica_keys(cfg.n), CLIENT_KEYS, KVStore(), stored
         )
         self.cores[i] = core

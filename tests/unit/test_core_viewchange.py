@@ -99,12 +99,12 @@ def test_a_view_change_without_a_quorum_does_not_climb_views() -> None:
     net.submit(put("a", 1, "k", "v"), to=[3])  # only 3 knows the request: its timer runs
     net.fire(3, VIEW_CHANGE_TIMER)
     core = net.cores[3]
-    assert core.in_view_change and core._vc_target == 1
+    assert core.in_view_change and core.view_change_target == 1
     assert VIEW_CHANGE_TIMER not in net.timers[3]
     net.deliver()
     run_requests(net, [put(f"s{i}", 1, "k", str(i)) for i in range(4)])
     assert [c.view for c in net.cores.values()] == [0, 0, 0, 0]
-    assert core.in_view_change and core._vc_target == 1
+    assert core.in_view_change and core.view_change_target == 1
     assert core.last_executed == net.cores[0].last_executed > 0
     assert core.state_digest == net.cores[0].state_digest
 
