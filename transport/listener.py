@@ -118,6 +118,7 @@ class Listener:
         self._faults = FaultReporter(on_invalid)
         self._seen = NonceCache(self.config.replay_memory)
         self._peer_scopes: dict[str, trio.CancelScope] = {}
+        self._peer_joined = trio.Event()  # set (and replaced) when a peer connects
         self._clients: set[ClientConn] = set()
         self._latest_client: dict[str, ClientConn] = {}  # principal -> newest connection
         self.port: int | None = None
@@ -127,6 +128,11 @@ class Listener:
     def peers(self) -> frozenset[str]:
         """Names of peers with an authenticated inbound connection now."""
         return frozenset(self._peer_scopes)
+
+    async def wait_peer(self, name: str) -> None:
+        """Return once `name` has an authenticated inbound connection."""
+        while name not in self._peer_scopes:
+            await self._peer_joined.wait()
 
     @property
     def clients(self) -> int:
@@ -297,6 +303,8 @@ class Listener:
         self._peer_scopes[name] = scope
         if previous is not None:
             previous.cancel()  # the older connection from this peer closes with 4006
+        joined, self._peer_joined = self._peer_joined, trio.Event()
+        joined.set()
         log.info("event=peer_connected peer=%s remote=%s", name, addr)
         limits = self.config.limits
         try:

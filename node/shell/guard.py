@@ -13,8 +13,10 @@
 A guarded call: breaker permit -> a cancel scope with the adaptive deadline (the
 `move_on_after` semantics, deadline taken from the admission time) around the awaited
 operation -> record outcome and latency. A timeout is a failure (and its elapsed time is
-fed to the adaptive timeout as a lower-bound sample); an exception from the operation is a
-failure; `Cancelled` from outside propagates and releases the permit without counting.
+fed to the adaptive timeout as a lower-bound sample); a transport or OS error from the
+operation is a failure; any other exception is a bug in this process, logged as one and not
+charged to the peer (the permit is released); `Cancelled` from outside propagates and
+releases the permit without counting.
 A one-way send (``one_way=True``, and every ``send`` of a set built with
 ``one_way_sends=True``: the frame was handed to a connected link, nothing came back) counts as a success in the metrics but is no evidence that the peer is alive: it
 neither resets the failure streak nor closes a half-open circuit nor feeds the adaptive
@@ -33,11 +35,11 @@ Time is `trio.current_time()`, passed into the pure objects.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Awaitable, Callable, Collection, Hashable, Iterable, Iterator
 from typing import Any
 
-import attrs
 import trio
 
 from node.resilience import (
@@ -54,77 +56,25 @@ from node.resilience import (
     rank_peers,
 )
 from node.shell.guard_tasks import drain, probe_loop
+from node.shell.peer_guard import (
+    _REJECTED,
+    FAILURE,
+    PEER_ERRORS,
+    REJECTED,
+    SUCCESS,
+    TIMEOUT,
+    CallResult,
+    GuardHooks,
+    Outcome,
+    PeerGuard,
+)
+
+log = logging.getLogger("bft.guard")
 
 __all__ = ["CallResult", "GuardHooks", "GuardSet", "PeerGuard", "SendFn", "ProbeFn"]
 
 SendFn = Callable[[str, bytes], Awaitable[None]]
 ProbeFn = Callable[[str], Awaitable[Any]]
-
-SUCCESS = "success"
-FAILURE = "failure"
-TIMEOUT = "timeout"
-REJECTED = "rejected"
-
-
-@attrs.define
-class GuardHooks:
-    """Optional callbacks for metrics and logs (each may be None). States are the
-    contract's strings ("closed", "open", "half_open"); outcomes are "success",
-    "failure", "timeout"; drop reasons are "full", "retries", "superseded".
-    `on_queue_change` fires when a peer's queue depth changes and `on_timeout_change` when
-    its adaptive timeout moves by more than 0.1%; `run` reports both once at start."""
-
-    on_transition: Callable[[str, str, str], None] | None = None
-    on_call: Callable[[str, str, float], None] | None = None
-    on_reject: Callable[[str], None] | None = None
-    on_queue_change: Callable[[str, int], None] | None = None
-    on_timeout_change: Callable[[str, float], None] | None = None
-    on_queue_drop: Callable[[str, str], None] | None = None
-
-
-@attrs.frozen
-class CallResult:
-    """What a guarded call came to. `outcome` is success, failure, timeout or rejected."""
-
-    outcome: str
-    value: Any = None
-    error: Exception | None = None
-    latency_s: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == SUCCESS
-
-
-_REJECTED = CallResult(REJECTED)
-
-
-@attrs.define(eq=False)
-class PeerGuard:
-    """Everything the replica keeps about one peer."""
-
-    peer: str
-    breaker: CircuitBreaker
-    timeout: AdaptiveTimeout
-    queue: FallbackQueue
-    health: PeerHealth
-    draining: bool = False
-    reported_depth: int = 0
-    reported_timeout: float = 0.0
-
-    def score(self, now: float) -> float:
-        return self.health.score(now, self.breaker.state)
-
-    def snapshot(self, now: float) -> dict[str, Any]:
-        """Exactly the contract's /status fields for this peer."""
-        return {
-            "circuit": self.breaker.state.value,
-            "consecutive_failures": self.breaker.consecutive_failures,
-            "timeout_ms": round(self.timeout.timeout() * 1000.0, 3),
-            "queued": len(self.queue),
-            "health": round(self.score(now), 4),
-            "trips": self.breaker.trips,
-        }
 
 
 def _now() -> float:
@@ -226,16 +176,6 @@ class GuardSet:
         """Run `async_fn()` through `peer`'s breaker and adaptive timeout."""
         return await self.guarded(self[peer], async_fn)
 
-    async def call_first(
-        self, async_fn: Callable[[str], Awaitable[Any]], exclude: Collection[str] = ()
-    ) -> tuple[str, CallResult] | None:
-        """Try `async_fn(peer)` on the best peers in turn; the first success, or None."""
-        for peer in self.best_peers(exclude):
-            result = await self.guarded(self._guards[peer], async_fn, peer)
-            if result.ok:
-                return peer, result
-        return None
-
     async def send(
         self, peer: str, data: bytes, priority: int = 0, key: Hashable | None = None
     ) -> str:
@@ -311,9 +251,14 @@ class GuardSet:
             with trio.CancelScope(deadline=start + limit) as scope:
                 try:
                     value = await async_fn(*args)
-                except Exception as exc:
+                except PEER_ERRORS as exc:
                     settled = True
                     return self._settle(guard, permit, FAILURE, start, error=exc)
+                except Exception as exc:  # a bug here, not the peer's failure
+                    settled = True
+                    guard.breaker.release(permit)
+                    log.error("event=bug peer=%s call=%r", guard.peer, async_fn, exc_info=exc)
+                    return CallResult(FAILURE, error=exc)
             settled = True
             if scope.cancelled_caught:
                 return self._settle(guard, permit, TIMEOUT, start)
@@ -326,7 +271,7 @@ class GuardSet:
         self,
         guard: PeerGuard,
         permit: int,
-        outcome: str,
+        outcome: Outcome,
         start: float,
         *,
         value: Any = None,

@@ -10,13 +10,23 @@ while the circuit is open (the queue drains when it closes). One breaker permit,
 scope and task switch per group instead of per message is what lets a replica send a
 round's prepares, commits and checkpoints cheaply. A full channel spills into the
 fallback queue, so the core loop never waits on a slow peer.
+
+`run` owns every task of the traffic in one nursery of its own: one sender and one
+heartbeat per peer, and the short tasks the traffic starts as it goes (heartbeat acks,
+the state fetch, the probe of a circuit whose link came back), which reach the nursery
+over a bounded channel, so a callback from the core loop or a link never holds a nursery.
+
+When a link to a peer comes back, an open circuit to it is probed at once rather than
+after its (backed-off) open timeout, once the peer's link to us is up as well (the probe
+is answered on it).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from functools import partial
+from typing import Any
 
 import trio
 
@@ -32,6 +42,7 @@ from node.protocol.messages import (
     StateResponse,
     ViewChange,
 )
+from node.resilience import CircuitState
 from node.shell.fault_injection import FaultInjector
 from node.shell.guard import GuardSet
 from transport import PeerLink, TransportError
@@ -42,6 +53,7 @@ OUTQ_SIZE = 1024  # groups of frames per peer
 MAX_ACKS_IN_FLIGHT = 256
 FETCH_ROUNDS = 3
 ACK_CONNECT_WAIT_S = 1.0
+MAX_JOBS = MAX_ACKS_IN_FLIGHT + 64  # short tasks waiting to be started
 Item = tuple[bytes, int, Hashable | None, float]  # frame, priority, key, not_before
 
 
@@ -72,23 +84,47 @@ class PeerTraffic:
         guards: GuardSet,
         injector: FaultInjector,
         heartbeat_s: float,
+        *,
+        startup_grace_s: float,
+        wait_inbound: Callable[[str], Awaitable[None]],
     ) -> None:
         self.me = me
         self.links = links
         self.guards = guards
         self.injector = injector
         self.heartbeat_s = heartbeat_s
+        self.startup_grace_s = startup_grace_s
+        self._wait_inbound = wait_inbound
         self._out: dict[str, tuple[trio.MemorySendChannel, trio.MemoryReceiveChannel]] = {
             peer: trio.open_memory_channel(OUTQ_SIZE) for peer in links
         }
         self._buffered: dict[str, list[Item]] = {peer: [] for peer in links}
         self.fetching = False  # a fetch task is running
-        self.startup_until = 0.0  # set by the replica when it starts
+        self.startup_until = 0.0  # links still connecting are waited for until then
         self.progress = trio.Event()  # set when the core reports execution progress
-        self.nursery: trio.Nursery | None = None  # set by the replica when it starts
+        self._jobs, self._job_queue = trio.open_memory_channel[tuple[Any, ...]](MAX_JOBS)
         self._nonce = 0
         self._waiting: dict[tuple[str, int], trio.Event] = {}
         self._acks_in_flight = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The senders, the heartbeats and the traffic's short tasks, until cancelled."""
+        self.startup_until = trio.current_time() + self.startup_grace_s
+        async with trio.open_nursery() as nursery:
+            for peer in self.links:
+                nursery.start_soon(self.sender, peer, name=f"sender:{peer}")
+                nursery.start_soon(self.heartbeat, peer, name=f"heartbeat:{peer}")
+            task_status.started()
+            async for job in self._job_queue:
+                nursery.start_soon(*job)
+
+    def _spawn(self, async_fn: Callable[..., Awaitable[None]], *args: Any) -> bool:
+        """Start a short task in `run`'s nursery; False when too many are waiting."""
+        try:
+            self._jobs.send_nowait((async_fn, *args))
+        except trio.WouldBlock:
+            return False
+        return True
 
     # -- outbound -----------------------------------------------------------------------
 
@@ -203,14 +239,14 @@ class PeerTraffic:
                 answered.set()
             return
         out = self.injector.outbound(int(peer), HeartbeatAck(self.me, msg.nonce))
-        if out is None or self.nursery is None or self._acks_in_flight >= MAX_ACKS_IN_FLIGHT:
+        if out is None or self._acks_in_flight >= MAX_ACKS_IN_FLIGHT:
             return
-        self.nursery.start_soon(self._send_ack, peer, out.msg.wire, out.delay_s)
+        if self._spawn(self._send_ack, peer, out.msg.wire, out.delay_s):
+            self._acks_in_flight += 1
 
     async def _send_ack(self, peer: str, frame: bytes, delay_s: float) -> None:
         """Acks bypass the breaker (our view of the peer must not decide its view of
         us); a link still connecting, e.g. right after a restart, is waited for."""
-        self._acks_in_flight += 1
         try:
             if delay_s:
                 await trio.sleep(delay_s)
@@ -227,20 +263,45 @@ class PeerTraffic:
 
     # -- heartbeats -------------------------------------------------------------------
 
-    async def heartbeat(self, peer: str, startup_grace_s: float) -> None:
+    async def heartbeat(self, peer: str) -> None:
         """Ping `peer` now and then while its circuit is closed: keeps the adaptive
         timeout fed and opens the circuit of a dead peer even when no traffic flows to
-        it. The first ping waits (up to `startup_grace_s`) for the link to come up, so
+        it. The first ping waits (up to the startup grace) for the link to come up, so
         peers starting together do not trip each other's breakers."""
         link = self.links[peer]
-        with trio.move_on_after(startup_grace_s):
+        with trio.move_on_after(self.startup_grace_s):
             await link.wait_connected()
+        breaker = self.guards[peer].breaker
         while True:
-            if self.guards[peer].breaker.state.value == "closed":
+            if breaker.state is CircuitState.CLOSED:
                 await self.guards.call(peer, partial(self.probe, peer))
             await trio.sleep(self.heartbeat_s)
 
+    def on_link_state(self, peer: str, up: bool) -> None:
+        """Our link to `peer` (re)connected and authenticated: the peer is back, so an
+        open circuit is tested soon (half-open probes) instead of after its open timeout,
+        which has backed off while the peer was down. A forced-open circuit stays open."""
+        if up:
+            self._spawn(self._probe_when_both_ways_up, peer)
+
+    async def _probe_when_both_ways_up(self, peer: str) -> None:
+        """A probe is answered on the peer's own link to us; probing before that link is
+        up would fail the probe and back the circuit off again, so wait for it (bounded)."""
+        with trio.move_on_after(self.startup_grace_s):
+            await self._wait_inbound(peer)
+        if self.guards[peer].breaker.enter_half_open(trio.current_time()):
+            log.info("event=circuit_probe_on_reconnect replica=%d peer=%s", self.me, peer)
+
     # -- state transfer -------------------------------------------------------------------
+
+    def start_fetch(
+        self, fetching: Callable[[], int | None], after: Callable[[], int], idle_s: float
+    ) -> bool:
+        """Start the state fetch unless one runs; True when it started."""
+        if self.fetching or not self._spawn(self.fetch_state, fetching, after, idle_s):
+            return False
+        self.fetching = True
+        return True
 
     async def fetch_state(
         self, fetching: Callable[[], int | None], after: Callable[[], int], idle_s: float
@@ -251,8 +312,6 @@ class PeerTraffic:
         keep the replica executing and moving on after ``idle_s`` without progress.
         Gives up after ``FETCH_ROUNDS`` rounds of the peers; the core asks again at its
         next status tick if it is still behind."""
-        if self.fetching:
-            return
         self.fetching = True
         try:
             for attempt in range(1, FETCH_ROUNDS + 1):

@@ -52,10 +52,7 @@ def metric_hooks(metrics: ReplicaMetrics, on_transition: Any) -> GuardHooks:
 def status_dict(replica: Replica) -> dict[str, Any]:
     """The contract's /status document (plus a few extra fields)."""
     core = replica.core
-    guards = replica.guards
-    peers = guards.snapshot_all() if guards is not None else {}
-    if core is None:
-        return {"id": replica.id, "starting": True, "fault": replica.fault_label, "peers": peers}
+    peers = replica.guards.snapshot_all()
     return {
         "id": replica.id,
         "view": core.view,
@@ -86,8 +83,7 @@ def http_routes(replica: Replica) -> dict[str, Any]:
 
     def metrics() -> tuple[int, str, bytes]:
         replica.refresh_gauges()
-        if replica.core is not None:
-            replica.metrics.sync_request_auth(replica.core.auth_counts)
+        replica.metrics.sync_request_auth(replica.core.auth_counts)
         return 200, "text/plain; version=0.0.4; charset=utf-8", replica.metrics.render()
 
     return {"/status": status, "/healthz": healthz, "/metrics": metrics}

@@ -244,7 +244,7 @@ async def test_adaptive_timeout_follows_latency(autojump_clock) -> None:
     assert log.of("call") == [("p1", "success", pytest.approx(0.2))] * 5
 
 
-async def test_best_peers_and_call_first(autojump_clock) -> None:
+async def test_best_peers(autojump_clock) -> None:
     links = FakeLinks()
     links.delay.update({"p1": 0.01, "p2": 0.5, "p3": 0.05})
     guards = make(links, failure_threshold=1)
@@ -256,19 +256,26 @@ async def test_best_peers_and_call_first(autojump_clock) -> None:
     await guards.send("p1", b"x")  # trips p1
     assert guards.best_peers() == ["p3", "p2"]
 
-    asked: list[str] = []
 
-    async def fetch(peer: str) -> str:
-        asked.append(peer)
-        if peer == "p3":
-            raise OSError("no state")
-        return f"state from {peer}"
+async def test_a_bug_inside_a_guarded_call_is_logged_and_not_charged_to_the_peer(
+    autojump_clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    guards = make(FakeLinks(), failure_threshold=1)
 
-    found = await guards.call_first(fetch)
-    assert found is not None
-    peer, result = found
-    assert (peer, result.value) == ("p2", "state from p2")
-    assert asked == ["p3", "p2"]
+    async def buggy() -> None:
+        raise TypeError("unsupported operand")
+
+    result = await guards.call("p1", buggy)
+    assert result.outcome == "failure" and isinstance(result.error, TypeError)
+    assert guards["p1"].breaker.state.value == "closed"  # a peer error would have tripped it
+    assert guards["p1"].breaker.consecutive_failures == 0
+    assert any("event=bug peer=p1" in r.getMessage() for r in caplog.records)
+
+    async def reset() -> None:
+        raise ConnectionResetError("reset by peer")
+
+    result = await guards.call("p1", reset)
+    assert result.outcome == "failure" and guards["p1"].breaker.state.value == "open"
 
 
 async def test_evidence_lowers_rank(autojump_clock) -> None:
