@@ -303,6 +303,26 @@ def _write_private(path: Path, key: Ed25519PrivateKey) -> None:
         fh.write(private_seed(key).hex() + "\n")
 
 
+def _write_keys(d: Path, nodes: int) -> tuple[list[Ed25519PrivateKey], Ed25519PrivateKey]:
+    """Fresh replica keys and the client key in `d/keys` (0700; each key 0600)."""
+    keys = d / "keys"
+    try:
+        keys.mkdir(parents=True, exist_ok=True)
+        os.chmod(keys, 0o700)
+        replica_keys = [Ed25519PrivateKey.generate() for _ in range(nodes)]
+        client_key = Ed25519PrivateKey.generate()
+        for i, k in enumerate(replica_keys):
+            _write_private(keys / f"replica-{i}.key", k)
+        _write_private(keys / "client.key", client_key)
+    except FileExistsError as exc:
+        raise ConfigError(
+            f"key file {exc.filename} already exists; refusing to overwrite"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write cluster dir {d}: {exc.strerror}") from None
+    return replica_keys, client_key
+
+
 def init_cluster(
     directory: str | os.PathLike[str],
     nodes: int = 4,
@@ -329,21 +349,7 @@ def init_cluster(
     cfg_path = d / "cluster.toml"
     if cfg_path.exists():
         raise ConfigError(f"{cfg_path} already exists; refusing to overwrite a cluster")
-    keys = d / "keys"
-    try:
-        keys.mkdir(parents=True, exist_ok=True)
-        os.chmod(keys, 0o700)
-        replica_keys = [Ed25519PrivateKey.generate() for _ in range(nodes)]
-        client_key = Ed25519PrivateKey.generate()
-        for i, k in enumerate(replica_keys):
-            _write_private(keys / f"replica-{i}.key", k)
-        _write_private(keys / "client.key", client_key)
-    except FileExistsError as exc:
-        raise ConfigError(
-            f"key file {exc.filename} already exists; refusing to overwrite"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot write cluster dir {d}: {exc.strerror}") from None
+    replica_keys, client_key = _write_keys(d, nodes)
     doc: dict[str, Any] = {}
     for name, keys_schema in SCHEMA.items():
         doc[name] = {k: default for k, (_t, default) in keys_schema.items()}

@@ -43,7 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_init, _add_run, _add_cluster, _add_client, _add_observers, _add_demo):
+        add(sub)
+    return p
 
+
+Subparsers = Any  # argparse's _SubParsersAction
+
+
+def _add_init(sub: Subparsers) -> None:
     s = sub.add_parser("init", help="write DIR/cluster.toml and keys")
     s.add_argument("dir")
     s.add_argument("--nodes", type=int, default=4)
@@ -53,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--base-port", type=int, default=7000)
     s.add_argument("--http-base-port", type=int, default=9100)
 
+
+def _add_run(sub: Subparsers) -> None:
     s = sub.add_parser("run", help="run one replica in the foreground")
     s.add_argument("--config", required=True)
     s.add_argument("--id", type=int, required=True)
@@ -60,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fault", type=_fault_arg, default=None)
     s.add_argument("--listen", default=None, help="address to bind (default: the replica's host)")
 
+
+def _add_cluster(sub: Subparsers) -> None:
     s = sub.add_parser("cluster", help="run a local cluster of child processes")
     csub = s.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
     c = csub.add_parser("up", help="init if needed, run every replica, stop all on Ctrl-C")
@@ -71,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("dir")
         c.add_argument("id", type=int)
 
+
+def _add_client(sub: Subparsers) -> None:
     s = sub.add_parser("client", help="one put or get through consensus")
     s.add_argument("--config", required=True)
     s.add_argument("--timeout", type=float, default=30.0, help="give up after S seconds")
@@ -81,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = csub.add_parser("get")
     c.add_argument("key")
 
+
+def _add_observers(sub: Subparsers) -> None:
     s = sub.add_parser("load", help="closed-loop load; prints ops/s and latency")
     s.add_argument("--config", required=True)
     s.add_argument("--clients", type=int, default=8)
@@ -94,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("watch", help="live terminal dashboard")
     s.add_argument("--config", required=True)
 
+
+def _add_demo(sub: Subparsers) -> None:
     s = sub.add_parser("demo", help="cluster + load + chaos + dashboard, then a summary")
     s.add_argument("--nodes", type=int, default=4)
     s.add_argument("--duration", type=float, default=60.0)
@@ -102,7 +120,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--base-port", type=int, default=7000)
     s.add_argument("--http-base-port", type=int, default=9100)
     s.add_argument("--json", action="store_true", help="print the summary as a JSON line too")
-    return p
 
 
 # command -> "module:function"; each function takes the parsed namespace and returns an
@@ -110,9 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS: dict[str, str] = {
     "init": "node.cli.commands:cmd_init",
     "run": "node.cli.commands:cmd_run",
-    "cluster up": "node.cli.cluster.launcher:cmd_up",
-    "cluster kill": "node.cli.cluster.launcher:cmd_kill",
-    "cluster revive": "node.cli.cluster.launcher:cmd_revive",
+    "cluster up": "node.cli.cluster.up:cmd_up",
+    "cluster kill": "node.cli.cluster.up:cmd_kill",
+    "cluster revive": "node.cli.cluster.up:cmd_revive",
     "client": "node.cli.commands:cmd_client",
     "load": "node.client.load:cmd_load",
     "status": "node.cli.cluster.status:cmd_status",

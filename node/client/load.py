@@ -36,6 +36,71 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
+class _Run:
+    """One load run's schedule and tallies, shared by its client sessions."""
+
+    def __init__(
+        self,
+        pool: ClientPool,
+        request_timeout_s: float,
+        rate_per_s: float | None,
+        timeline: list[tuple[float, float]] | None,
+    ) -> None:
+        self.pool = pool
+        self.request_timeout_s = request_timeout_s
+        self.rate_per_s = rate_per_s
+        self.timeline = timeline
+        self.latencies: list[float] = []
+        self.errors = 0
+        self.refused = 0
+        self.start = self.deadline = 0.0
+        self._next_arrival = 0
+
+    def begin(self, duration_s: float) -> None:
+        self.start = trio.current_time()
+        self.deadline = self.start + duration_s
+
+    async def _due(self) -> float | None:
+        """When this session's next request counts from (None: the run is over)."""
+        now = trio.current_time()
+        if now >= self.deadline:
+            return None
+        if self.rate_per_s is None:
+            return now
+        t0 = self.start + self._next_arrival / self.rate_per_s
+        self._next_arrival += 1
+        if t0 >= self.deadline:
+            return None
+        await trio.sleep_until(t0)
+        return t0
+
+    async def client(self, i: int) -> None:
+        """One session: put after put until the deadline (or the schedule) ends."""
+        session = Session(self.pool)
+        backoff = random.Random(i)
+        n = 0
+        while (t0 := await self._due()) is not None:
+            n += 1
+            timeout = min(self.request_timeout_s, max(0.1, self.deadline - t0 + 1.0))
+            try:
+                await session.invoke(op_put(f"load-{i}-{n % 1000}", f"v{n}"), timeout)
+            except Refused as exc:  # the cluster is overloaded: back off, then go on
+                self.errors += 1
+                self.refused += 1
+                log.debug("event=load_refused client=%d reason=%s", i, exc.reason)
+                await trio.sleep(backoff.uniform(0.05, 0.2))
+                continue
+            except ClientError as exc:
+                self.errors += 1
+                log.debug("event=load_error client=%d error=%s", i, exc)
+                await trio.sleep(0.05)
+                continue
+            t1 = trio.current_time()
+            self.latencies.append(t1 - t0)
+            if self.timeline is not None:
+                self.timeline.append((t1, t1 - t0))
+
+
 async def run_load(
     cfg: ClusterConfig,
     clients: int,
@@ -53,9 +118,7 @@ async def run_load(
     if rate_per_s is not None and rate_per_s <= 0:
         raise UserError("the rate must be > 0")
     pool = ClientPool(cfg)
-    latencies: list[float] = []
-    errors = 0
-    refused = 0
+    run = _Run(pool, request_timeout_s, rate_per_s, timeline)
     async with trio.open_nursery() as nursery:
         await nursery.start(pool.run)
         with trio.move_on_after(10):
@@ -64,54 +127,15 @@ async def run_load(
         # first requests do not go out while the primary's connection is still opening
         with trio.move_on_after(2):
             await pool.wait_connected(cfg.n)
-        start = trio.current_time()
-        deadline = start + duration_s
-        next_arrival = 0
-
-        async def one_client(i: int) -> None:
-            nonlocal errors, refused, next_arrival
-            session = Session(pool)
-            backoff = random.Random(i)
-            n = 0
-            while trio.current_time() < deadline:
-                n += 1
-                if rate_per_s is None:
-                    t0 = trio.current_time()
-                else:  # the next request of the schedule, timed from when it was due
-                    t0 = start + next_arrival / rate_per_s
-                    next_arrival += 1
-                    if t0 >= deadline:
-                        break
-                    await trio.sleep_until(t0)
-                try:
-                    await session.invoke(
-                        op_put(f"load-{i}-{n % 1000}", f"v{n}"),
-                        min(request_timeout_s, max(0.1, deadline - t0 + 1.0)),
-                    )
-                except Refused as exc:  # the cluster is overloaded: back off, then go on
-                    errors += 1
-                    refused += 1
-                    log.debug("event=load_refused client=%d reason=%s", i, exc.reason)
-                    await trio.sleep(backoff.uniform(0.05, 0.2))
-                    continue
-                except ClientError as exc:
-                    errors += 1
-                    log.debug("event=load_error client=%d error=%s", i, exc)
-                    await trio.sleep(0.05)
-                    continue
-                t1 = trio.current_time()
-                latencies.append(t1 - t0)
-                if timeline is not None:
-                    timeline.append((t1, t1 - t0))
-
+        run.begin(duration_s)
         async with trio.open_nursery() as clients_nursery:
             for i in range(clients):
-                clients_nursery.start_soon(one_client, i)
-        elapsed = trio.current_time() - start
+                clients_nursery.start_soon(run.client, i)
+        elapsed = trio.current_time() - run.start
         nursery.cancel_scope.cancel()
-    latencies.sort()
-    summary = summarize(latencies, clients, elapsed, errors)
-    return summary | {"refused": refused, "rate_per_s": rate_per_s}
+    run.latencies.sort()
+    summary = summarize(run.latencies, clients, elapsed, run.errors)
+    return summary | {"refused": run.refused, "rate_per_s": rate_per_s}
 
 
 def summarize(

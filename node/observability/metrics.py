@@ -35,6 +35,15 @@ class ReplicaMetrics:
 
     def __init__(self, replica_id: int, fault: str | None) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        self._peer_metrics(r)
+        self._core_metrics(r)
+        self._shell_metrics(r)
+        Info("bft_replica", "Replica identity and fault mode", registry=r).info(
+            {"id": str(replica_id), "fault": fault or "none"}
+        )
+
+    def _peer_metrics(self, r: CollectorRegistry) -> None:
+        """Per peer: its circuit, guarded calls, fallback queue and adaptive timeout."""
         self.circuit_state = Gauge(
             "circuit_breaker_state",
             "Circuit state per peer: 0 closed, 1 open, 2 half-open",
@@ -81,6 +90,9 @@ class ReplicaMetrics:
             ["peer"],
             registry=r,
         )
+
+    def _core_metrics(self, r: CollectorRegistry) -> None:
+        """What the consensus core reports: view, execution, checkpoints, rejections."""
         self.view = Gauge("bft_view", "Current view", registry=r)
         self.last_executed = Gauge(
             "bft_last_executed_seq", "Highest executed sequence number", registry=r
@@ -103,6 +115,9 @@ class ReplicaMetrics:
         self.state_transfers = Counter(
             "bft_state_transfers_total", "Completed state transfers", registry=r
         )
+
+    def _shell_metrics(self, r: CollectorRegistry) -> None:
+        """What the Trio shell reports: degraded mode, admission, the inbox, the disk."""
         self.degraded = Gauge(
             "bft_degraded", "1 while too many circuits are open to reach a quorum", registry=r
         )
@@ -133,9 +148,6 @@ class ReplicaMetrics:
         self._auth_seen = {"mac": 0, "signature": 0}
         for method in self._auth_seen:
             self.request_auth.labels(method)
-        Info("bft_replica", "Replica identity and fault mode", registry=r).info(
-            {"id": str(replica_id), "fault": fault or "none"}
-        )
 
     def init_peer(self, peer: str) -> None:
         """Create a peer's series at zero so dashboards show them before any event."""

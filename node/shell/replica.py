@@ -168,18 +168,7 @@ class Replica:
             self._on_invalid,
         )
         self.reach = Reachability(self.id, len(self.peers), cfg.f, self.metrics)
-        self.guards = GuardSet(
-            self.peers,
-            cfg.f,
-            self.breaker_cfg,
-            _section(cfg, "timeout", TimeoutConfig),
-            _section(cfg, "fallback", FallbackConfig),
-            send=self._send_raw,
-            probe=self._probe,
-            rng=random.Random(self.rng.random()),
-            hooks=metric_hooks(self.metrics, self._on_transition),
-            one_way_sends=True,  # heartbeats are the round trips that show a peer alive
-        )
+        self.guards = self._guard_set()
         links = wiring.peer_links(
             cfg, identity, self.peers, self.rng, self._on_link_state, self._on_invalid
         )
@@ -215,6 +204,21 @@ class Replica:
         self.inbox = Inbox()
         self.loop = CoreLoop(self.core, self.writer, self.inbox)
         self._first = first
+
+    def _guard_set(self) -> GuardSet:
+        cfg = self.cfg
+        return GuardSet(
+            self.peers,
+            cfg.f,
+            self.breaker_cfg,
+            _section(cfg, "timeout", TimeoutConfig),
+            _section(cfg, "fallback", FallbackConfig),
+            send=self._send_raw,
+            probe=self._probe,
+            rng=random.Random(self.rng.random()),
+            hooks=metric_hooks(self.metrics, self._on_transition),
+            one_way_sends=True,  # heartbeats are the round trips that show a peer alive
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 

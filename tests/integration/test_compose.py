@@ -22,14 +22,13 @@ import pytest
 import trio
 
 from node.cli.cluster.fetch import fetch_json
+from tests.integration.compose_tool import Compose, compose_binary
 from tests.integration.harness import wait_for
 from tests.integration.infra import (
     BASE_IMAGE,
     ROOT,
-    Compose,
     Dockerd,
     build_wheels,
-    compose_binary,
     docker_daemon,
     docker_preflight,
     loud_skip,

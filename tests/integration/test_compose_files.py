@@ -21,7 +21,7 @@ import yaml
 
 from node.config import load_config
 from node.observability.http import serve_http
-from tests.integration.infra import compose_binary
+from tests.integration.compose_tool import compose_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"

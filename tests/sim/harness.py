@@ -13,7 +13,6 @@ client has its results, or when the liveness bound after GST runs out.
 
 from __future__ import annotations
 
-import functools
 import traceback
 from collections import Counter
 from typing import Any
@@ -36,17 +35,16 @@ from node.consensus.events import (
     ViewChanged,
 )
 from node.consensus.params import CoreConfig
-from node.consensus.recovery import recover
 from node.consensus.rules import Rules
 from node.protocol import codec
-from node.protocol.crypto import Signer, VerifyCache, client_mac_keys
-from node.protocol.messages import Commit, StateRequest
+from node.protocol.messages import Commit
 
-from .adversary import Adversary, AdversaryContext, make_adversary
+from . import lifecycle
+from .cast import make_adversaries, make_clients, signers, verify_cache
 from .checks import SpecChecks
-from .clients import SimClient
+from .convergence import CONVERGE_S, converged, divergence
 from .invariants import Invariants, RecordingApp
-from .keys import PRINCIPALS, cluster_keys
+from .keys import cluster_keys
 from .network import NetworkModel
 from .params import ScheduleParams, schedule_rng
 from .payloads import (
@@ -64,42 +62,13 @@ from .scheduler import EventQueue
 from .store import DurableStore
 from .trace import Trace
 
-FETCH_RETRY_S = 0.3
 TICK_S = 0.25
 DRAIN_S = 0.3  # keep running this long after the last client result
-#: after the clients are done (and the network stable), every correct replica must reach
-#: the same last executed sequence number within this many virtual seconds
-CONVERGE_S = 10.0
-
-
-@functools.cache
-def _signers(n: int) -> tuple[tuple[Signer, ...], dict[str, Signer], Signer]:
-    keys = cluster_keys(n)
-    return (
-        tuple(Signer(kp.seed) for kp in keys.replicas),
-        {p: Signer(kp.seed) for p, kp in keys.clients.items()},
-        Signer(keys.outsider.seed),
-    )
-
-
-@functools.cache
-def _client_mac_keys(n: int) -> dict[str, list[bytes | None]]:
-    """Each client principal's request-MAC keys, one per replica (like a real client's)."""
-    keys = cluster_keys(n)
-    replica_public = [kp.public for kp in keys.replicas]
-    return {
-        p: client_mac_keys(Signer(kp.seed), p, replica_public) for p, kp in keys.clients.items()
-    }
-
-
-@functools.cache
-def _verify_cache(n: int) -> VerifyCache:
-    """One verdict cache per cluster size, shared by every core of every schedule
-    (a verdict is a pure function of key, payload and signature)."""
-    return VerifyCache(max_entries=400_000)
 
 
 class Simulation:
+    """One schedule: the cores, the network, the clients and the adversaries."""
+
     def __init__(
         self,
         params: ScheduleParams,
@@ -124,7 +93,7 @@ class Simulation:
         keys = cluster_keys(p.n)
         self.replica_keys = keys.replica_public
         self.client_keys = keys.client_public
-        self.signers, client_signers, outsider = _signers(p.n)
+        self.signers, client_signers, outsider = signers(p.n)
         self.queue = EventQueue(schedule_rng(p.seed, p.n, "queue"))
         self.net = NetworkModel(schedule_rng(p.seed, p.n, "net"), p.network)
         self.trace = Trace()
@@ -149,34 +118,8 @@ class Simulation:
         self.fetch_chain: dict[int, int] = {}
         #: replica -> its last executed sequence number when it crashed
         self.executed_at_crash: dict[int, int] = {}
-        self.adversaries: dict[int, Adversary] = {}
-        conspiracy: dict[Any, Any] = {}
-        for r, kind in p.byzantine.items():
-            ctx = AdversaryContext(
-                r,
-                p.n,
-                p.f,
-                self.signers[r],
-                outsider,
-                schedule_rng(p.seed, p.n, f"adversary/{r}"),
-                functools.partial(self._core, r),
-                p.watermark_window,
-                conspiracy,
-            )
-            self.adversaries[r] = make_adversary(kind, ctx)
-        client_rng = schedule_rng(p.seed, p.n, "clients")
-        self.clients = [
-            SimClient(
-                f"{PRINCIPALS[i % len(PRINCIPALS)]}/c{i}",
-                client_signers[PRINCIPALS[i % len(PRINCIPALS)]],
-                _client_mac_keys(p.n)[PRINCIPALS[i % len(PRINCIPALS)]],
-                p.n,
-                p.f,
-                p.requests_per_client,
-                client_rng,
-            )
-            for i in range(p.clients)
-        ]
+        self.adversaries = make_adversaries(p, self.signers, outsider, self._core)
+        self.clients = make_clients(p, client_signers)
         self.by_session = {c.session: i for i, c in enumerate(self.clients)}
         self.steps = 0
         #: the input the core being fed is handling (what its view changes may rest on)
@@ -203,7 +146,7 @@ class Simulation:
             self.replica_keys,
             self.client_keys,
             RecordingApp(node, self.ledger),
-            verify_cache=_verify_cache(self.params.n),
+            verify_cache=verify_cache(self.params.n),
             rules=self.rules,
         )
 
@@ -248,10 +191,10 @@ class Simulation:
             if self.finished_at is None and all(c.done for c in self.clients):
                 self.finished_at = q.now
             if self.finished_at is not None and q.now > self.finished_at + DRAIN_S:
-                if self.converged():
+                if converged(self):
                     break
                 if q.now > max(self.finished_at, p.settle_time) + CONVERGE_S:
-                    ledger.fail("convergence", self.divergence())
+                    ledger.fail("convergence", divergence(self))
                     break
             if q.now > deadline or self.steps >= p.max_steps:
                 break
@@ -279,38 +222,6 @@ class Simulation:
             self.replay_hint,
         )
 
-    def converged(self) -> bool:
-        """Every correct replica is up, has executed as far as the others and is in the
-        view the others are in, or waits in a view change to the next one (PBFT never
-        lets a replica back out of a view change it announced; the others find it there
-        at their next view change)."""
-        cores = [c for r, c in enumerate(self.cores) if r in self.ledger.correct]
-        if any(c is None for c in cores) or len({c.last_executed for c in cores}) != 1:
-            return False
-        settled = [c.view for c in cores if not c.in_view_change]
-        if not settled:
-            return False
-        view = max(settled)
-        return all(
-            (c.view == view and not c.in_view_change)
-            or (c.in_view_change and c.view_change_target == view + 1)
-            for c in cores
-        )
-
-    def divergence(self) -> str:
-        parts = []
-        for r in sorted(self.ledger.correct):
-            core = self.cores[r]
-            if core is None:
-                parts.append(f"{r}: down")
-            else:
-                vc = f" (changing to {core.view_change_target})" if core.in_view_change else ""
-                parts.append(f"{r}: executed {core.last_executed} view {core.view}{vc}")
-        return (
-            f"{CONVERGE_S:g}s after the clients finished the correct replicas still "
-            "differ: " + ", ".join(parts)
-        )
-
     def check_progress(self) -> None:
         """Per-step state-digest check for every correct replica that executed further."""
         ledger = self.ledger
@@ -335,7 +246,7 @@ class Simulation:
                 adv.observe(ev.src, ev.msg)
             self.feed(ev.dst, MessageReceived(ev.src, ev.msg))
             if ev.dst in self.crash_on_commit and type(ev.msg) is Commit:
-                self.maybe_crash_on_commit(ev.dst, ev.msg)
+                lifecycle.maybe_crash_on_commit(self, ev.dst, ev.msg)
         elif kind is ToReplica:
             if self.cores[ev.dst] is None:
                 return
@@ -354,14 +265,14 @@ class Simulation:
         elif kind is ClientStep:
             self.client_step(ev)
         elif kind is FetchRetry:
-            self.fetch(ev.replica, ev.attempt, ev.incarnation)
+            lifecycle.fetch(self, ev.replica, ev.attempt, ev.incarnation)
         elif kind is Tick:
             adv = self.adversaries[ev.replica]
             if self.cores[ev.replica] is not None:
                 self.emit(ev.replica, adv.tick())
             self.queue.schedule(TICK_S, ev)
         else:
-            self.control(ev)
+            lifecycle.control(self, ev)
 
     def feed(self, r: int, event: Any) -> None:
         core = self.cores[r]
@@ -378,7 +289,7 @@ class Simulation:
         if r in self.crash_mid_round:
             self.crash_mid_round.discard(r)
             self.trace.add(self.queue.now, "crash", r, None, "after persist, before sends")
-            self.crash(r)
+            lifecycle.crash(self, r)
             return
         adv = self.adversaries.get(r)
         if adv is not None:
@@ -410,7 +321,7 @@ class Simulation:
                 self.trace.add(self.queue.now, "fetch", self.name(r), None, a)
                 if self.fetch_chain.get(r) != self.incarnation[r]:  # one fetch at a time
                     self.fetch_chain[r] = self.incarnation[r]
-                    self.fetch(r, 0, self.incarnation[r])
+                    lifecycle.fetch(self, r, 0, self.incarnation[r])
             elif kind is ViewChanged:
                 self.view_changes += 1
                 entered.append(a.view)
@@ -489,89 +400,3 @@ class Simulation:
             ts = accepted.request.timestamp
             self.ledger.client_accepted(client.session, ts, client.wrong_result(accepted))
             self.queue.schedule(0.0, ClientStep(index))
-
-    # --- state transfer -------------------------------------------------------------------
-    def fetch(self, r: int, attempt: int, incarnation: int) -> None:
-        """The shell's fetch task: ask one peer after another (what each executed after
-        this replica's last executed) until the core stops fetching, giving up after two
-        rounds of the peers (the core asks again at its next status tick if still behind)."""
-        core = self.cores[r]
-        if core is None or incarnation != self.incarnation[r]:
-            return
-        who = self.identity[r]
-        peers = [p for p in range(self.params.n) if p != who]
-        if core.fetching is None or attempt >= 2 * len(peers):
-            self.fetch_chain.pop(r, None)
-            return
-        peer = peers[(who + attempt) % len(peers)]
-        self.send(r, peer, StateRequest(core.last_executed, who))
-        self.queue.schedule(FETCH_RETRY_S, FetchRetry(r, attempt + 1, incarnation))
-
-    # --- faults ---------------------------------------------------------------------------
-    def control(self, ev: Control) -> None:
-        now = self.queue.now
-        self.trace.add(now, ev.what, "sim", None, str(ev.arg) if ev.arg is not None else "")
-        if ev.what == "crash":
-            self.crash(ev.arg)
-        elif ev.what == "crash_mid_round":
-            self.crash_mid_round.add(ev.arg)
-        elif ev.what == "crash_on_commit":
-            self.crash_on_commit.add(ev.arg)
-        elif ev.what == "restart":
-            self.restart(ev.arg)
-        elif ev.what == "partition":
-            self.net.partition(ev.arg)
-        elif ev.what == "heal":
-            self.net.heal()
-        elif ev.what == "gst":
-            self.net.stabilise()
-
-    def maybe_crash_on_commit(self, r: int, commit: Commit) -> None:
-        """Crash `r` right after it stored the 2f-th commit of a batch it has not executed."""
-        core = self.cores[r]
-        held = self.checks.monitor.commits_held(r, commit.view, commit.seq, commit.digest)
-        if core is not None and core.last_executed < commit.seq and held == 2 * self.params.f:
-            self.crash_on_commit.discard(r)
-            self.trace.add(self.queue.now, "crash", r, None, f"2f commits for seq {commit.seq}")
-            self.crash(r)
-
-    def crash(self, r: int) -> None:
-        core = self.cores[r]
-        if core is None:
-            return
-        self.executed_at_crash[r] = core.last_executed
-        self.cores[r] = None
-        self.incarnation[r] += 1
-        for key in [k for k in self.timers if k[0] == r]:
-            self.cancel_timer(*key)
-
-    def restart(self, r: int) -> None:
-        self.crash_mid_round.discard(r)
-        self.crash_on_commit.discard(r)
-        if self.cores[r] is not None:
-            self.crash(r)
-        stored = self.stores[r].load()
-        core, actions = recover(
-            self.cfg,
-            self.identity[r],
-            self.signers[self.identity[r]],
-            self.replica_keys,
-            self.client_keys,
-            RecordingApp(r, self.ledger),
-            stored=stored,
-            verify_cache=_verify_cache(self.params.n),
-            rules=self.rules,
-        )
-        self.cores[r] = core
-        self.restarts += 1
-        self.ledger.last_executed.pop(r, None)
-        self.cause = "restart"
-        self.apply(r, actions)
-        self.cause = None
-        before = self.executed_at_crash.get(r, 0)
-        if r in self.ledger.correct and core.last_executed < before:
-            self.ledger.fail(
-                "recovery",
-                f"replica {r} executed up to {before} before its crash but only "
-                f"{core.last_executed} after restarting (its log should prove the rest)",
-            )

@@ -28,12 +28,8 @@ from node.cli.cluster.control import (
     send_control,
     write_state,
 )
-from node.cli.cluster.launcher import (
-    LocalCluster,
-    _cmdline,
-    check_ports_free,
-    replica_command,
-)
+from node.cli.cluster.launcher import LocalCluster, replica_command
+from node.cli.cluster.preflight import check_ports_free, cmdline
 from node.config import init_cluster, load_config
 from node.errors import UserError
 
@@ -245,7 +241,7 @@ async def test_stale_state_of_a_dead_launcher_is_reaped(tmp_path):
     orphan_cmd = [sys.executable, "-c", SLEEP, "orphan"]
     orphan = await trio.lowlevel.open_process(orphan_cmd, start_new_session=True)
     try:
-        await wait_for(lambda: _cmdline(orphan.pid) == orphan_cmd, what="the orphan to exec")
+        await wait_for(lambda: cmdline(orphan.pid) == orphan_cmd, what="the orphan to exec")
         stranger = [sys.executable, "-c", SLEEP, "not-ours"]
         write_state(
             d,
@@ -303,7 +299,7 @@ UP_SCRIPT = textwrap.dedent(
     """
     import functools, sys, trio
     from pathlib import Path
-    from node.cli.cluster.launcher import serve_up
+    from node.cli.cluster.up import serve_up
 
     def sleeper(cfg, rid, fault):
         return [sys.executable, "-c", "import time; time.sleep(60)", f"replica-{rid}"]

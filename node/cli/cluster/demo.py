@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ async def run_demo(
     base_port: int,
     http_base_port: int,
 ) -> dict[str, Any]:
+    """Run the demo cluster with load and chaos for `duration` s; the figures it saw."""
     steps = schedule(duration)
     if not (directory / "cluster.toml").exists():
         init_cluster(
@@ -106,48 +108,15 @@ async def run_demo(
                 await run_load(cfg, 8, duration, request_timeout_s=5.0, timeline=timeline)
             )
 
-        async def poll() -> None:
-            while True:
-                new = await watcher.poll()
-                tracker.observe(trio.current_time() - start, watcher.entries)
-                if live is not None:
-                    live.update(watcher.renderable(), refresh=True)
-                else:
-                    for ev in new:
-                        console.print(f"[{ev.at:6.2f}s] {ev.text}")
-                await trio.sleep(POLL_S)
-
         async def chaos() -> None:
-            for at, action, target in steps:
-                await trio.sleep_until(start + at)
-                entries = watcher.entries
-                if action == "kill":
-                    victim = (
-                        primary_of(entries) if target == "primary" else pick_backup(entries, cfg.n)
-                    )
-                    if victim is None:
-                        raise UserError("no replica reports a primary; the cluster is down")
-                    tracker.begin(action, target, victim, trio.current_time() - start, entries)
-                    await lc.kill(victim)
-                else:
-                    victim = next(
-                        s.replica
-                        for s in reversed(tracker.steps)
-                        if s.target == target and s.action == "kill"
-                    )
-                    tracker.begin(action, target, victim, trio.current_time() - start, entries)
-                    await lc.revive(victim)
-                if live is None:
-                    console.print(
-                        f"[{trio.current_time() - start:6.2f}s] chaos: "
-                        f"{action} {target} (replica {victim})"
-                    )
+            say = console.print if live is None else (lambda _line: None)
+            await _chaos(lc, cfg.n, steps, watcher, tracker, start, say)
 
         try:
             if live is not None:
                 live.start()
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(poll)
+                nursery.start_soon(_poll, watcher, tracker, start, live, console)
                 async with trio.open_nursery() as work:
                     work.start_soon(load)
                     work.start_soon(chaos)
@@ -157,6 +126,50 @@ async def run_demo(
             if live is not None:
                 live.stop()
     return _result(tracker, timeline, load_result[0], start, duration, agreed)
+
+
+async def _poll(
+    watcher: Watcher, tracker: RecoveryTracker, start: float, live: Live | None, console: Console
+) -> None:
+    """Poll every replica's /status: feed the tracker, and redraw or print the events."""
+    while True:
+        new = await watcher.poll()
+        tracker.observe(trio.current_time() - start, watcher.entries)
+        if live is not None:
+            live.update(watcher.renderable(), refresh=True)
+        else:
+            for ev in new:
+                console.print(f"[{ev.at:6.2f}s] {ev.text}")
+        await trio.sleep(POLL_S)
+
+
+async def _chaos(
+    lc: LocalCluster,
+    n: int,
+    steps: list[tuple[float, str, str]],
+    watcher: Watcher,
+    tracker: RecoveryTracker,
+    start: float,
+    say: Callable[[str], None],
+) -> None:
+    """Kill and revive on schedule: the primary or a backup as the cluster reports them
+    at that moment; a revive brings back the replica its kill took down."""
+    for at, action, target in steps:
+        await trio.sleep_until(start + at)
+        entries = watcher.entries
+        if action == "kill":
+            victim = primary_of(entries) if target == "primary" else pick_backup(entries, n)
+            if victim is None:
+                raise UserError("no replica reports a primary; the cluster is down")
+        else:
+            victim = next(
+                s.replica
+                for s in reversed(tracker.steps)
+                if s.target == target and s.action == "kill"
+            )
+        tracker.begin(action, target, victim, trio.current_time() - start, entries)
+        await (lc.kill if action == "kill" else lc.revive)(victim)
+        say(f"[{trio.current_time() - start:6.2f}s] chaos: {action} {target} (replica {victim})")
 
 
 async def _wait_agreement(watcher: Watcher) -> bool:

@@ -22,11 +22,7 @@ next one kills the replicas that file names, if they are still the same commands
 
 from __future__ import annotations
 
-import argparse
-import errno
 import os
-import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -38,16 +34,14 @@ from typing import Any
 import attrs
 import trio
 
-from node.cli.cluster import run_trio
 from node.cli.cluster.control import (
     ClusterLock,
-    read_state,
     remove_state,
-    send_control,
     serve_control,
     write_state,
 )
 from node.cli.cluster.fetch import Endpoint, healthy
+from node.cli.cluster.preflight import check_ports_free, log_tail, reap_stale
 from node.config import ClusterConfig, init_cluster, load_config
 from node.errors import UserError
 
@@ -84,75 +78,6 @@ class Replica:
     @property
     def running(self) -> bool:
         return self.state == "running"
-
-
-def _cmdline(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
-
-
-async def reap_stale(directory: Path, echo: Echo, timeout: float = 5.0) -> list[int]:
-    """SIGKILL the replicas a dead launcher left behind (those whose command line still
-    matches the state file) and wait until they are gone; returns their pids."""
-    state = read_state(directory)
-    killed: dict[int, list[str]] = {}
-    for rep in (state or {}).get("replicas", []):
-        pid, cmd = rep.get("pid"), rep.get("cmd")
-        if rep.get("state") != "running" or not isinstance(pid, int) or not cmd:
-            continue
-        if _cmdline(pid) != cmd:
-            continue
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            continue
-        killed[pid] = cmd
-    if killed:
-        echo(f"killed replica(s) left running by a launcher that died: pids {sorted(killed)}")
-    with trio.move_on_after(timeout):  # a dead process (even a zombie) has no cmdline
-        while any(_cmdline(pid) == cmd for pid, cmd in killed.items()):
-            await trio.sleep(0.05)
-    remove_state(directory)
-    return sorted(killed)
-
-
-def _is_local(host: str) -> bool:
-    return host in ("localhost", "0.0.0.0", "::", "::1", "") or host.startswith("127.")
-
-
-def check_ports_free(cfg: ClusterConfig, ids: Sequence[int]) -> None:
-    """UserError naming the first configured local port that something else holds."""
-    for r in cfg.replicas:
-        if r.id not in ids or not _is_local(r.host):
-            continue
-        for port, what in ((r.port, "peer"), (r.http_port, "HTTP")):
-            family = socket.AF_INET6 if ":" in r.host else socket.AF_INET
-            host = "127.0.0.1" if r.host == "localhost" else r.host
-            with socket.socket(family, socket.SOCK_STREAM) as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    s.bind((host, port))
-                except OSError as exc:
-                    why = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-                    raise UserError(
-                        f"port {port} ({what} port of replica {r.id}) on {host} is {why}; "
-                        "stop what holds it, or init the cluster with other "
-                        "--base-port/--http-base-port"
-                    ) from None
-
-
-def _log_tail(path: Path, lines: int = 5) -> str:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 4096))
-            text = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join("    " + ln for ln in text.splitlines()[-lines:])
 
 
 class LocalCluster:
@@ -426,7 +351,7 @@ class LocalCluster:
                 if not self._stopping:
                     self.echo(
                         f"replica {rep.id} exited (code {rep.returncode}); last lines of "
-                        f"{rep.log_path}:\n{_log_tail(rep.log_path)}"
+                        f"{rep.log_path}:\n{log_tail(rep.log_path)}"
                     )
             self.write_state()
             rep.done.set()
@@ -434,80 +359,3 @@ class LocalCluster:
     async def _control(self, op: str, replica_id: int) -> int:
         """A request from `bft-node cluster kill/revive` in another terminal."""
         return await (self.kill if op == "kill" else self.revive)(replica_id)
-
-
-def banner(cluster: LocalCluster) -> str:
-    assert cluster.cfg is not None
-    cfg = cluster.cfg
-    lines = [f"cluster {cluster.directory}: {cfg.n} replicas, f={cfg.f}"]
-    for rep in cluster.replicas.values():
-        fault = f"  fault {rep.fault}" if rep.fault else ""
-        lines.append(
-            f"  replica {rep.id}  pid {rep.pid}  status {cluster.status_url(rep.id)}"
-            f"  metrics {cluster.metrics_url(rep.id)}{fault}"
-        )
-    lines += [
-        f"  logs in {cluster.directory / 'logs'}",
-        f"watch:   bft-node watch --config {cfg.path}",
-        f"chaos:   bft-node cluster kill {cluster.directory} I   /   "
-        f"bft-node cluster revive {cluster.directory} I",
-        "Ctrl-C stops every replica.",
-    ]
-    return "\n".join(lines)
-
-
-async def serve_up(
-    directory: Path,
-    nodes: int = 4,
-    faults: Mapping[int, str | None] | None = None,
-    *,
-    command: CommandFactory = replica_command,
-    grace_s: float = GRACE_S,
-    echo: Echo = partial(print, flush=True),
-    task_status: trio.TaskStatus[LocalCluster] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Run a cluster until SIGINT/SIGTERM/SIGHUP; a second signal skips the grace period."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-        async with trio.open_nursery() as nursery:
-            async with LocalCluster(
-                directory, command=command, grace_s=grace_s, echo=echo
-            ) as cluster:
-                await cluster.start(nodes, faults)
-                echo(banner(cluster))
-                task_status.started(cluster)
-                async for signum in signals:
-                    echo(
-                        f"{signal.Signals(signum).name}: stopping every replica "
-                        f"(grace {grace_s:g}s; again to kill at once)"
-                    )
-                    break
-
-                async def hurry_on_signal() -> None:
-                    async for _ in signals:
-                        cluster.hurry()
-
-                nursery.start_soon(hurry_on_signal)
-            nursery.cancel_scope.cancel()
-    echo("cluster stopped")
-
-
-def cmd_up(args: argparse.Namespace) -> int:
-    faults: dict[int, str | None] = {}
-    for rid, mode in args.fault:
-        if rid in faults:
-            raise UserError(f"--fault names replica {rid} twice")
-        faults[rid] = mode
-    run_trio(partial(serve_up, Path(args.dir), args.nodes, faults))
-    return 0
-
-
-def cmd_kill(args: argparse.Namespace) -> int:
-    reply = run_trio(send_control, Path(args.dir).resolve(), "kill", args.id)
-    print(f"killed replica {args.id} (pid {reply.get('pid')})")
-    return 0
-
-
-def cmd_revive(args: argparse.Namespace) -> int:
-    reply = run_trio(send_control, Path(args.dir).resolve(), "revive", args.id)
-    print(f"revived replica {args.id} (pid {reply.get('pid')})")
-    return 0

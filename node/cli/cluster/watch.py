@@ -1,10 +1,9 @@
 """`bft-node watch`: a live terminal dashboard of a cluster, refreshed about twice a second.
 
-Three pure pieces and one loop:
+Pure pieces and one loop:
 
-- `diff_snapshots(prev, cur, at)` turns two successive `status.collect` results into
-  `Event`s (replica unreachable/back, view change, circuit opened/half-open/closed,
-  degraded/recovered, state transfer, caught up);
+- `diff_snapshots(prev, cur, at)` (`node.cli.cluster.watch_events`) turns two successive
+  `status.collect` results into `Event`s;
 - `render(entries, events, now=...)` builds the rich renderable: a replica table, a
   peer-by-peer grid of circuit states, and the recent events, newest first;
 - `Watcher` keeps the previous snapshot and a bounded event log; `poll()` fetches, diffs
@@ -20,10 +19,9 @@ from __future__ import annotations
 import argparse
 import signal
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import attrs
 import trio
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -33,6 +31,16 @@ from rich.text import Text
 from node.cli.cluster import run_trio
 from node.cli.cluster.fetch import Endpoint, endpoints
 from node.cli.cluster.status import CIRCUIT_STYLE, Entry, collect, short_digest
+from node.cli.cluster.watch_events import (
+    Event,
+    by_id,
+    diff_snapshots,
+    int_field,
+    is_live,
+    max_executed,
+    max_view,
+    peers_of,
+)
 from node.config import load_config
 
 REFRESH_S = 0.5
@@ -54,160 +62,6 @@ EVENT_STYLE = {
 }
 
 
-@attrs.frozen
-class Event:
-    """Something that changed between two snapshots; `at` is seconds since the start."""
-
-    at: float
-    kind: str
-    text: str
-    replica: int | None = None
-    peer: str | None = None
-
-
-def _by_id(entries: Iterable[Entry]) -> dict[int, Entry]:
-    return {e["id"]: e for e in entries if isinstance(e.get("id"), int)}
-
-
-def _int(entry: Mapping[str, Any], key: str, default: int = 0) -> int:
-    value = entry.get(key, default)
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
-def _peers(entry: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    peers = entry.get("peers")
-    if not isinstance(peers, dict):
-        return {}
-    return {str(k): v for k, v in peers.items() if isinstance(v, dict)}
-
-
-def _peer_order(peer: str) -> tuple[int, str]:
-    return (int(peer), "") if peer.isdigit() else (1 << 30, peer)
-
-
-def _live(entry: Mapping[str, Any]) -> bool:
-    """Reachable and past its start-up (a starting replica has no view or seq yet)."""
-    return bool(entry.get("reachable")) and not entry.get("starting")
-
-
-def _max_view(entries: Mapping[int, Entry]) -> int | None:
-    views = [_int(e, "view") for e in entries.values() if _live(e)]
-    return max(views) if views else None
-
-
-def _max_executed(entries: Mapping[int, Entry]) -> int:
-    seqs = [_int(e, "last_executed") for e in entries.values() if _live(e)]
-    return max(seqs, default=0)
-
-
-def diff_snapshots(
-    prev: Sequence[Entry] | None,
-    cur: Sequence[Entry],
-    at: float,
-    *,
-    lag_threshold: int = 100,
-) -> list[Event]:
-    """The events that explain how `prev` became `cur` (both `status.collect` results).
-
-    With no `prev` (the first snapshot), only replicas that are already down are reported.
-    Events come in a fixed order: cluster-wide first, then by replica id, then by peer.
-    """
-    before = _by_id(prev or ())
-    after = _by_id(cur)
-    events: list[Event] = []
-
-    old_view, new_view = _max_view(before), _max_view(after)
-    if old_view is not None and new_view is not None and new_view > old_view:
-        primaries = sorted(
-            {_int(e, "primary") for e in after.values() if _live(e) and _int(e, "view") == new_view}
-        )
-        who = ",".join(str(p) for p in primaries) or "?"
-        events.append(
-            Event(at, "view_change", f"view change {old_view} → {new_view}, primary {who}")
-        )
-
-    old_max, new_max = _max_executed(before), _max_executed(after)
-    for rid in sorted(after):
-        c = after[rid]
-        p = before.get(rid)
-        if not c.get("reachable"):
-            if p is None or p.get("reachable"):
-                why = c.get("error", "no answer")
-                events.append(Event(at, "unreachable", f"replica {rid} unreachable ({why})", rid))
-            continue
-        if p is None:
-            continue
-        if not _live(c):  # reachable, still starting
-            if not p.get("reachable"):
-                events.append(Event(at, "reachable", f"replica {rid} back (starting)", rid))
-            continue
-        if not _live(p):
-            how = "ready" if p.get("reachable") else "back"
-            events.append(
-                Event(
-                    at,
-                    "reachable",
-                    f"replica {rid} {how} (view {_int(c, 'view')}, "
-                    f"last executed {_int(c, 'last_executed')})",
-                    rid,
-                )
-            )
-            continue
-        events.extend(_circuit_events(rid, p, c, at))
-        if bool(c.get("degraded")) != bool(p.get("degraded")):
-            if c.get("degraded"):
-                events.append(
-                    Event(
-                        at,
-                        "degraded",
-                        f"replica {rid} degraded: too many circuits open to reach a quorum",
-                        rid,
-                    )
-                )
-            else:
-                events.append(Event(at, "recovered", f"replica {rid} no longer degraded", rid))
-        old_st, new_st = p.get("state_transfers"), c.get("state_transfers")
-        if isinstance(old_st, int) and isinstance(new_st, int) and new_st > old_st:
-            events.append(
-                Event(
-                    at,
-                    "state_transfer",
-                    f"replica {rid} state transfer to seq {_int(c, 'stable_checkpoint')}",
-                    rid,
-                )
-            )
-        was_behind = old_max - _int(p, "last_executed") >= lag_threshold
-        is_behind = new_max - _int(c, "last_executed") >= lag_threshold
-        if was_behind and not is_behind:
-            events.append(
-                Event(
-                    at,
-                    "caught_up",
-                    f"replica {rid} caught up: last executed "
-                    f"{_int(p, 'last_executed')} → {_int(c, 'last_executed')}",
-                    rid,
-                )
-            )
-    return events
-
-
-def _circuit_events(rid: int, p: Entry, c: Entry, at: float) -> list[Event]:
-    old_peers, new_peers = _peers(p), _peers(c)
-    out = []
-    for peer in sorted(new_peers, key=_peer_order):
-        info = new_peers[peer]
-        was = str(old_peers.get(peer, {}).get("circuit", "closed"))
-        now = str(info.get("circuit", "closed"))
-        if was == now:
-            continue
-        kind = f"circuit_{now}" if now in CIRCUIT_STYLE else "circuit_open"
-        extra = f", trips {info['trips']}" if isinstance(info.get("trips"), int) else ""
-        verb = {"open": "opened", "closed": "closed", "half_open": "half-open (probing)"}
-        text = f"replica {rid} → peer {peer}: circuit {verb.get(now, now)}{extra}"
-        out.append(Event(at, kind, text, rid, peer))
-    return out
-
-
 # ---------------------------------------------------------------- rendering (pure)
 
 
@@ -218,8 +72,8 @@ def _ms(value: Any) -> str:
 
 
 def replica_table(entries: Sequence[Entry]) -> Table:
-    by_id = _by_id(entries)
-    top = _max_executed(by_id)
+    rows = by_id(entries)
+    top = max_executed(rows)
     table = Table(title="replicas", title_justify="left", expand=False, pad_edge=False)
     for name in (
         "id",
@@ -239,8 +93,8 @@ def replica_table(entries: Sequence[Entry]) -> Table:
             if name in ("id", "view", "last exec", "lag", "stable ckpt")
             else "left",
         )
-    for rid in sorted(by_id):
-        e = by_id[rid]
+    for rid in sorted(rows):
+        e = rows[rid]
         if not e.get("reachable"):
             table.add_row(
                 str(rid),
@@ -249,22 +103,22 @@ def replica_table(entries: Sequence[Entry]) -> Table:
                 Text(str(e.get("error", ""))[:40], style="red"),
             )
             continue
-        if not _live(e):
+        if not is_live(e):
             fault = Text(str(e["fault"]), style="magenta") if e.get("fault") else ""
             table.add_row(str(rid), Text("starting", style="yellow"), *[""] * 6, fault, "")
             continue
-        is_primary = _int(e, "primary", -1) == rid
-        lag = top - _int(e, "last_executed")
+        is_primary = int_field(e, "primary", -1) == rid
+        lag = top - int_field(e, "last_executed")
         table.add_row(
             str(rid),
             Text("up", style="green"),
-            str(_int(e, "view")),
+            str(int_field(e, "view")),
             Text("primary", style="bold cyan")
             if is_primary
-            else Text(f"backup of {_int(e, 'primary')}", style="dim"),
-            str(_int(e, "last_executed")),
+            else Text(f"backup of {int_field(e, 'primary')}", style="dim"),
+            str(int_field(e, "last_executed")),
             Text(str(lag), style="yellow" if lag else "dim"),
-            str(_int(e, "stable_checkpoint")),
+            str(int_field(e, "stable_checkpoint")),
             short_digest(e),
             Text(str(e["fault"]), style="magenta") if e.get("fault") else Text("-", style="dim"),
             Text("yes", style="bold red") if e.get("degraded") else Text("no", style="dim"),
@@ -274,8 +128,8 @@ def replica_table(entries: Sequence[Entry]) -> Table:
 
 def circuit_grid(entries: Sequence[Entry]) -> Table:
     """Rows: the replica whose view this is; columns: the peer it guards."""
-    by_id = _by_id(entries)
-    ids = sorted(by_id)
+    rows = by_id(entries)
+    ids = sorted(rows)
     table = Table(
         title="circuits (row: replica, column: its view of a peer)",
         title_justify="left",
@@ -287,9 +141,9 @@ def circuit_grid(entries: Sequence[Entry]) -> Table:
     for pid in ids:
         table.add_column(f"peer {pid}", justify="center")
     for rid in ids:
-        e = by_id[rid]
+        e = rows[rid]
         row: list[RenderableType] = [str(rid)]
-        peers = _peers(e)
+        peers = peers_of(e)
         for pid in ids:
             if pid == rid:
                 row.append(Text("·", style="dim"))
@@ -337,18 +191,22 @@ def events_table(events: Sequence[Event], shown: int = SHOWN_EVENTS) -> Table:
 
 
 def header(entries: Sequence[Entry], now: float, title: str = "bft-node watch") -> Text:
-    by_id = _by_id(entries)
-    up = sum(1 for e in by_id.values() if e.get("reachable"))
-    view = _max_view(by_id)
-    primaries = {_int(e, "primary") for e in by_id.values() if _live(e) and _int(e, "view") == view}
+    rows = by_id(entries)
+    up = sum(1 for e in rows.values() if e.get("reachable"))
+    view = max_view(rows)
+    primaries = {
+        int_field(e, "primary")
+        for e in rows.values()
+        if is_live(e) and int_field(e, "view") == view
+    }
     text = Text(title, style="bold")
     text.append(
-        f"   +{now:.1f}s   reachable {up}/{len(by_id)}",
-        style="green" if up == len(by_id) else "bold red",
+        f"   +{now:.1f}s   reachable {up}/{len(rows)}",
+        style="green" if up == len(rows) else "bold red",
     )
     if view is not None:
         who = ",".join(str(p) for p in sorted(primaries))
-        text.append(f"   view {view} primary {who}   max executed {_max_executed(by_id)}")
+        text.append(f"   view {view} primary {who}   max executed {max_executed(rows)}")
     text.append("   Ctrl-C quits", style="dim")
     return text
 

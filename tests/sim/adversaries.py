@@ -1,0 +1,38 @@
+"""Every adversary kind by name, and `make_adversary(kind, ctx)` for the harness."""
+
+from __future__ import annotations
+
+from .adversary import (
+    Adversary,
+    AdversaryContext,
+    ConflictVotes,
+    Equivocate,
+    Forge,
+    Garbage,
+    Replay,
+    Selective,
+    Silent,
+)
+from .rulebreaker import RuleBreaker
+from .view_liars import LyingNewView, LyingViewChange, StaleViewChange
+
+ADVERSARIES: dict[str, type[Adversary]] = {
+    cls.kind: cls
+    for cls in (
+        Silent,
+        Equivocate,
+        ConflictVotes,
+        Forge,
+        Replay,
+        StaleViewChange,
+        LyingViewChange,
+        LyingNewView,
+        Selective,
+        Garbage,
+        RuleBreaker,
+    )
+}
+
+
+def make_adversary(kind: str, ctx: AdversaryContext) -> Adversary:
+    return ADVERSARIES[kind](ctx)
