@@ -63,12 +63,14 @@ from transport.errors import FrameTooLarge, HandshakeFailed, LinkDown, Refused, 
 from transport.frames import CLIENT_ROUTE, PEER_ROUTE, PROTOCOL_VERSION, Limits
 from transport.keys import Identity, raw_public_key
 from transport.listener import Listener, ListenerConfig
+from transport.network import TCP, Network, TcpNetwork
 from transport.peer_link import LinkConfig, PeerLink
 
 __all__ = [
     "CLIENT_ROUTE",
     "PEER_ROUTE",
     "PROTOCOL_VERSION",
+    "TCP",
     "ClientConfig",
     "ClientConn",
     "ClientLink",
@@ -80,8 +82,10 @@ __all__ = [
     "LinkDown",
     "Listener",
     "ListenerConfig",
+    "Network",
     "PeerLink",
     "Refused",
+    "TcpNetwork",
     "TransportError",
     "open_client",
     "raw_public_key",

@@ -23,7 +23,15 @@ from node.protocol.crypto import Signer, client_mac_keys, sign_request
 from node.protocol.framing import request_frames
 from node.protocol.messages import Refused as RefusedMsg
 from node.protocol.messages import Reply, ReplyBatch, Request
-from transport import ClientConfig, FrameTooLarge, LinkDown, TransportError, open_client
+from transport import (
+    TCP,
+    ClientConfig,
+    FrameTooLarge,
+    LinkDown,
+    Network,
+    TransportError,
+    open_client,
+)
 
 log = logging.getLogger("bft.client")
 
@@ -87,9 +95,12 @@ class _Flush:
 class ClientPool:
     """Connections to all replicas for one principal, shared by many sessions."""
 
-    def __init__(self, cfg: ClusterConfig, principal: str = "client") -> None:
+    def __init__(
+        self, cfg: ClusterConfig, principal: str = "client", network: Network = TCP
+    ) -> None:
         self.cfg = cfg
         self.principal = principal
+        self.network = network
         if principal not in {c.name for c in cfg.clients}:
             raise ClientError(f"principal {principal!r} is not in [[clients]] of {cfg.path}")
         key = load_private_key(cfg.client_key_path(principal))
@@ -133,6 +144,7 @@ class ClientPool:
                     replica=str(rid),
                     replica_key=info.public_key,
                     config=self.link_config,
+                    dialer=self.network.dialer(self.principal, info.host, info.port),
                 ) as link:
                     self._links[rid] = link
                     self._connected.set()

@@ -58,7 +58,7 @@ from node.shell.round_writer import RoundWriter
 from node.shell.status import http_routes, metric_hooks
 from node.storage import Storage
 from node.storage.persistence import load_state
-from transport import Identity
+from transport import TCP, Identity, Network
 
 log = logging.getLogger("bft.replica")
 
@@ -100,8 +100,12 @@ class Replica:
         *,
         listen_host: str | None = None,
         seed: int | None = None,
+        network: Network = TCP,
+        serve_http: bool = True,
     ) -> None:
         self.cfg = cfg
+        self.network = network
+        self.serve_http = serve_http
         self.id = replica_id
         self.info = cfg.replica(replica_id)
         self.seed = private_seed(key)
@@ -170,7 +174,7 @@ class Replica:
         self.reach = Reachability(self.id, len(self.peers), cfg.f, self.metrics)
         self.guards = self._guard_set()
         links = wiring.peer_links(
-            cfg, identity, self.peers, self.rng, self._on_link_state, self._on_invalid
+            cfg, identity, self.peers, self.rng, self._on_link_state, self._on_invalid, self.network
         )
         self.traffic = PeerTraffic(
             self.id,
@@ -245,10 +249,11 @@ class Replica:
                 await trio.to_thread.run_sync(self.storage.close)
 
     async def _start(self, nursery: trio.Nursery) -> None:
-        self.port = await nursery.start(self.listener.serve)
-        self.http_port = await nursery.start(
-            serve_http, self.listen_host, self.info.http_port, http_routes(self)
-        )
+        self.port = await nursery.start(self.network.serve, self.listener)
+        if self.serve_http:
+            self.http_port = await nursery.start(
+                serve_http, self.listen_host, self.info.http_port, http_routes(self)
+            )
         for link in self.traffic.links.values():
             await nursery.start(link.run)
         await nursery.start(self.guards.run)

@@ -14,7 +14,7 @@ from typing import Any
 from node.config import ClusterConfig
 from node.protocol import codec
 from node.protocol.messages import Request, RequestBatch
-from transport import Identity, LinkConfig, Listener, ListenerConfig, PeerLink
+from transport import TCP, Identity, LinkConfig, Listener, ListenerConfig, Network, PeerLink
 from transport.frames import Limits
 
 #: the most a link waits between reconnect attempts (a peer that comes back is found soon)
@@ -28,8 +28,9 @@ def peer_links(
     rng: random.Random,
     on_state: Callable[[str, bool], None],
     on_invalid: Callable[[str, str], None],
+    network: Network = TCP,
 ) -> dict[str, PeerLink]:
-    """One outbound link per peer, each with its own jitter generator."""
+    """One outbound link per peer over `network`, each with its own jitter generator."""
     t = cfg.section("transport")
     config = LinkConfig(
         keepalive_interval_s=t["keepalive_interval_s"],
@@ -52,6 +53,7 @@ def peer_links(
             on_state=on_state,
             on_invalid=on_invalid,
             rng=random.Random(rng.random()),
+            dialer=network.dialer(identity.name, info.host, info.port),
         )
     return links
 
