@@ -24,3 +24,14 @@ def leaves(group: BaseExceptionGroup) -> Iterator[BaseException]:
             yield from leaves(exc)
         else:
             yield exc
+
+
+def only_of(
+    group: BaseExceptionGroup, kinds: type[BaseException] | tuple[type[BaseException], ...]
+) -> BaseException | None:
+    """The first leaf of `group` when every leaf is one of `kinds`, else None: a user's
+    mistake (or Ctrl-C) raised inside a nursery, to show as if it were raised bare."""
+    found = list(leaves(group))
+    if found and all(isinstance(e, kinds) for e in found):
+        return found[0]
+    return None

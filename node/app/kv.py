@@ -35,6 +35,8 @@ from typing import Any
 
 import msgpack
 
+from node.protocol.strict import unpack
+
 MAX_KEY = 4096
 MAX_VALUE = 1 << 20
 STATUSES = ("ok", "absent", "mismatch", "error")
@@ -91,10 +93,7 @@ def decode_op(op: bytes) -> tuple[str, bytes, bytes | None, bytes | None]:
 
     Raises ``ValueError`` with a short reason if the operation is malformed.
     """
-    try:
-        parts = msgpack.unpackb(op, raw=False, use_list=True, strict_map_key=True)
-    except Exception:
-        raise ValueError("not msgpack") from None
+    parts = unpack(op)
     if type(parts) is not list or not parts or type(parts[0]) is not str:
         raise ValueError("not an operation")
     name = parts[0]
@@ -115,10 +114,7 @@ def encode_result(status: str, value: bytes | None = None) -> bytes:
 
 def decode_result(result: bytes) -> tuple[str, bytes | None]:
     """Parse a result; raises ``ValueError`` if it is not one."""
-    try:
-        parts = msgpack.unpackb(result, raw=False, use_list=True, strict_map_key=True)
-    except Exception:
-        raise ValueError("not msgpack") from None
+    parts = unpack(result)
     if (
         type(parts) is not list
         or len(parts) != 2
@@ -245,10 +241,7 @@ class KVStore:
         return self._digest
 
     def restore(self, snapshot: bytes) -> None:
-        try:
-            buckets = msgpack.unpackb(snapshot, raw=False, use_list=True, strict_map_key=True)
-        except Exception:
-            raise ValueError("snapshot is not msgpack") from None
+        buckets = unpack(snapshot, "snapshot")
         count = len(buckets) if type(buckets) is list else 0
         if not MIN_BUCKETS <= count <= MAX_BUCKETS or count & (count - 1):
             raise ValueError("snapshot is not a power-of-two list of buckets")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from node.config import ConfigError
-from node.errors import UserError, leaves
+from node.errors import UserError, only_of
 
 __all__ = ["UserError", "main"]
 
@@ -160,11 +160,11 @@ def main(argv: Sequence[str] | None = None) -> Any:
         return 2
     except BaseExceptionGroup as group:
         # A user mistake raised inside a nursery arrives wrapped; show it as one line.
-        found = list(leaves(group))
-        if found and all(isinstance(e, ConfigError | UserError) for e in found):
-            print(f"bft-node: error: {found[0]}", file=sys.stderr)
+        mistake = only_of(group, (ConfigError, UserError))
+        if mistake is not None:
+            print(f"bft-node: error: {mistake}", file=sys.stderr)
             return 2
-        if found and all(isinstance(e, KeyboardInterrupt) for e in found):
+        if only_of(group, KeyboardInterrupt) is not None:
             return 130
         raise
     except KeyboardInterrupt:

@@ -16,6 +16,8 @@ from typing import Any
 
 import msgpack
 
+from node.protocol.strict import unpack
+
 SNAPSHOT_VERSION = 1
 
 NEW, RETRANSMISSION, STALE = "new", "retransmission", "stale"
@@ -77,10 +79,7 @@ def encode_snapshot(app_snapshot: bytes, clients: ClientTable) -> bytes:
 
 def decode_snapshot(snapshot: bytes) -> tuple[bytes, ClientTable]:
     """Split a core snapshot into the app snapshot and the client table (``ValueError``)."""
-    try:
-        obj = msgpack.unpackb(snapshot, raw=False, use_list=True, strict_map_key=True)
-    except Exception:
-        raise ValueError("snapshot is not msgpack") from None
+    obj = unpack(snapshot, "snapshot")
     if type(obj) is not list or len(obj) != 3 or obj[0] != SNAPSHOT_VERSION:
         raise ValueError("not a core snapshot")
     if type(obj[1]) is not bytes:

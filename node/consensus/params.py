@@ -53,13 +53,3 @@ class CoreConfig:
             raise ValueError("max_in_flight must be >= 0")
         if self.status_interval_s < 0:
             raise ValueError("status_interval_s must be >= 0")
-
-    @property
-    def quorum(self) -> int:
-        """2f + 1."""
-        return 2 * self.f + 1
-
-    @property
-    def weak_quorum(self) -> int:
-        """f + 1."""
-        return self.f + 1

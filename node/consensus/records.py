@@ -28,6 +28,7 @@ import msgpack
 
 from node.protocol import codec
 from node.protocol.messages import Checkpoint, Commit, NewView, Prepare, PrePrepare
+from node.protocol.strict import unpack
 
 _KIND = {PrePrepare: "pre_prepare", Prepare: "prepare", Commit: "commit"}
 
@@ -118,7 +119,7 @@ def encode_record(record: Record) -> bytes:
 def decode_record(data: bytes) -> Record:
     """Inverse of ``encode_record``; raises ``ValueError`` on anything else."""
     try:
-        obj = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+        obj = unpack(data)
         kind = obj[0]
         if kind == "message" and len(obj) == 2:
             msg = codec.decode(obj[1])

@@ -40,6 +40,7 @@ from node.protocol.messages import (
     Status,
     ViewChange,
 )
+from node.protocol.strict import NotMsgpack, unpack
 
 #: 2: requests carry an authenticator (MAC vector) after the signature
 #: 3: state requests name what the asker has executed; status messages
@@ -350,9 +351,9 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError("malformed", "not bytes")
     try:
-        obj = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
-    except Exception as exc:  # msgpack raises many types; all mean "not msgpack"
-        raise DecodeError("malformed", type(exc).__name__) from None
+        obj = unpack(data)
+    except NotMsgpack as exc:
+        raise DecodeError("malformed", exc.cause) from None
     if type(obj) is not list or len(obj) < 2:
         raise DecodeError("malformed", "envelope is not [version, tag, ...]")
     version, tag = obj[0], obj[1]

@@ -22,13 +22,13 @@ import trio
 def run_trio(fn: Callable[..., Any], *args: Any) -> Any:
     """trio.run(fn, *args), re-raising a lone UserError/ConfigError/KeyboardInterrupt bare."""
     from node.config import ConfigError
-    from node.errors import UserError, leaves
+    from node.errors import UserError, only_of
 
     try:
         return trio.run(fn, *args)
     except BaseExceptionGroup as group:
         for kind in ((UserError, ConfigError), KeyboardInterrupt):
-            match, rest = group.split(kind)
-            if match is not None and rest is None:
-                raise next(leaves(match)) from None
+            lone = only_of(group, kind)
+            if lone is not None:
+                raise lone from None
         raise
