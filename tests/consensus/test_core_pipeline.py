@@ -11,7 +11,7 @@ from node.consensus.events import (
     TimerFired,
 )
 from node.protocol.messages import PrePrepare
-from tests.unit.core_helpers import Net, config, put, run_requests
+from tests.consensus.core_helpers import Net, config, put, run_requests
 
 
 def pre_prepares(actions: list) -> list[PrePrepare]:

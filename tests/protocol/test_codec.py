@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import msgpack
 import pytest
-from core_helpers import make_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_messages import sample_messages
 
 from node.protocol import codec
 from node.protocol.codec import DECODE_REASONS, DecodeError
 from node.protocol.messages import Prepare, Request
+from tests.consensus.core_helpers import make_request
+from tests.protocol.test_messages import sample_messages
 
 D = bytes(32)
 SIG = bytes(64)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from core_helpers import make_request
 
 from node.protocol import codec
 from node.protocol.framing import reply_frames, reply_size_bound, request_frames, request_size_bound
 from node.protocol.messages import Reply, ReplyBatch, Request, RequestBatch
+from tests.consensus.core_helpers import make_request
 
 
 def replies(count: int, size: int = 10) -> list[Reply]:

@@ -9,7 +9,6 @@ import json
 import trio
 from rich.console import Console
 from rich.live import Live
-from watch_helpers import down, entry, healthy_cluster, kinds, peer, rendered
 
 from node.cli.cluster.fetch import Endpoint, FetchError, fetch_json
 from node.cli.cluster.status import collect, status_table
@@ -21,6 +20,7 @@ from node.cli.cluster.watch import (
     run_watch,
 )
 from node.observability.http import serve_http
+from tests.cli.watch_helpers import down, entry, healthy_cluster, kinds, peer, rendered
 
 # ------------------------------------------------------------ rendering
 

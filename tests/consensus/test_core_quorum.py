@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import attrs
 import pytest
-from core_helpers import config, make_core, put, replica_signer
 
 from node.consensus.events import MessageReceived, Rejected, ViewChanged
 from node.consensus.quorum import (
@@ -27,6 +26,7 @@ from node.protocol.messages import (
     ViewChange,
     batch_digest,
 )
+from tests.consensus.core_helpers import config, make_core, put, replica_signer
 
 CFG = config(checkpoint_interval=10, watermark_window=20)
 D = b"\x05" * 32

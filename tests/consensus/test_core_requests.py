@@ -2,17 +2,6 @@
 
 from __future__ import annotations
 
-from core_helpers import (
-    Net,
-    config,
-    get,
-    make_core,
-    put,
-    replica_signer,
-    result_status,
-    run_requests,
-)
-
 from node.consensus.events import (
     FORWARD_TIMER,
     VIEW_CHANGE_TIMER,
@@ -27,6 +16,16 @@ from node.consensus.events import (
 )
 from node.protocol.crypto import sign_message
 from node.protocol.messages import PrePrepare, Request, batch_digest
+from tests.consensus.core_helpers import (
+    Net,
+    config,
+    get,
+    make_core,
+    put,
+    replica_signer,
+    result_status,
+    run_requests,
+)
 
 CFG = config(batch_max=4)
 

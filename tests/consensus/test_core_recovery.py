@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from core_helpers import Net, config, put, replica_signer, run_requests
 
 from node.consensus.events import (
     STATUS_TIMER,
@@ -31,6 +30,7 @@ from node.protocol.messages import (
     ViewChange,
     batch_digest,
 )
+from tests.consensus.core_helpers import Net, config, put, replica_signer, run_requests
 
 CFG = config(batch_max=2, checkpoint_interval=4, watermark_window=8)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import attrs
 import pytest
-from core_helpers import Net, config, put, replica_signer, run_requests
 
 from node.consensus.clients import snapshot_digest
 from node.consensus.events import (
@@ -24,6 +23,7 @@ from node.consensus.events import (
 from node.consensus.records import StableRecord
 from node.protocol.crypto import sign_message
 from node.protocol.messages import Checkpoint, StateRequest, StateResponse
+from tests.consensus.core_helpers import Net, config, put, replica_signer, run_requests
 
 CFG = config(batch_max=2, checkpoint_interval=4, watermark_window=8)
 

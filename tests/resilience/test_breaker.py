@@ -11,9 +11,9 @@ import random
 import re
 
 import pytest
-from breaker_helpers import CLOSED, HALF_OPEN, OPEN, fail, make, succeed
 
 from node.resilience import BreakerConfig, CircuitState, from_mapping
+from tests.resilience.breaker_helpers import CLOSED, HALF_OPEN, OPEN, fail, make, succeed
 
 
 class Recorder:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import random
 
-from breaker_helpers import CLOSED, HALF_OPEN, OPEN, fail, make, succeed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.resilience import BreakerConfig, CircuitBreaker
+from tests.resilience.breaker_helpers import CLOSED, HALF_OPEN, OPEN, fail, make, succeed
 
 # -- backoff ----------------------------------------------------------------------------
 

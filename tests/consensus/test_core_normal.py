@@ -5,15 +5,6 @@ from __future__ import annotations
 
 import attrs
 import pytest
-from core_helpers import (
-    Net,
-    config,
-    make_core,
-    make_request,
-    put,
-    replica_signer,
-    run_requests,
-)
 
 from node.consensus.events import (
     BATCH_TIMER,
@@ -38,6 +29,15 @@ from node.protocol.messages import (
     PrePrepare,
     Reply,
     batch_digest,
+)
+from tests.consensus.core_helpers import (
+    Net,
+    config,
+    make_core,
+    make_request,
+    put,
+    replica_signer,
+    run_requests,
 )
 
 

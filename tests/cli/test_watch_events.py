@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import copy
 
-from watch_helpers import down, entry, healthy_cluster, kinds, peer, rendered
-
 from node.cli.cluster.status import check_status, status_table
 from node.cli.cluster.watch import render
 from node.cli.cluster.watch_events import diff_snapshots
+from tests.cli.watch_helpers import down, entry, healthy_cluster, kinds, peer, rendered
 
 
 def test_first_snapshot_reports_only_replicas_already_down():

@@ -7,7 +7,6 @@ import hashlib
 import attrs
 import msgpack
 import pytest
-from core_helpers import make_request, replica_signer
 
 from node.protocol import codec
 from node.protocol.crypto import sign_message
@@ -32,6 +31,7 @@ from node.protocol.messages import (
     ViewChange,
     batch_digest,
 )
+from tests.consensus.core_helpers import make_request, replica_signer
 
 D = bytes(range(32))
 

@@ -3,11 +3,10 @@ timer doubling and reset, joining on f + 1, and a lagging replica catching up.""
 
 from __future__ import annotations
 
-from core_helpers import Net, config, put, run_requests
-
 from node.consensus.events import VIEW_CHANGE_TIMER, Send, StartTimer, ViewChanged
 from node.consensus.records import ViewRecord
 from node.protocol.messages import Commit, NewView, PrePrepare, ViewChange
+from tests.consensus.core_helpers import Net, config, put, run_requests
 
 
 def vc_delays(net: Net, i: int, since: int = 0) -> list[float]:

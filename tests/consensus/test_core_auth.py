@@ -8,7 +8,6 @@ import os
 
 import attrs
 import pytest
-from core_helpers import CLIENT, config, make_core, replica_keys, replica_signer, seed
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from node.consensus.events import MessageReceived, Rejected
@@ -22,6 +21,14 @@ from node.protocol.crypto import (
     sign_request,
 )
 from node.protocol.messages import Prepare, PrePrepare, Request, batch_digest
+from tests.consensus.core_helpers import (
+    CLIENT,
+    config,
+    make_core,
+    replica_keys,
+    replica_signer,
+    seed,
+)
 
 CFG = config()
 KEYS = client_mac_keys(CLIENT, "client", list(replica_keys(4).values()))

@@ -5,7 +5,6 @@ and what a restart keeps (NewView, certificates received while catching up)."""
 from __future__ import annotations
 
 import attrs
-from core_helpers import Net, config, put, run_requests
 
 from node.consensus.events import (
     STATUS_TIMER,
@@ -19,6 +18,7 @@ from node.consensus.events import (
 )
 from node.consensus.records import NewViewRecord
 from node.protocol.messages import NewView, PrePrepare, Status
+from tests.consensus.core_helpers import Net, config, put, run_requests
 
 CFG = config(batch_max=2, checkpoint_interval=4, watermark_window=8)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from core_helpers import make_request, seed
 
 from node.protocol.crypto import (
     BadKeyError,
@@ -15,6 +14,7 @@ from node.protocol.crypto import (
     verify,
 )
 from node.protocol.messages import Prepare
+from tests.consensus.core_helpers import make_request, seed
 
 
 def test_sign_and_verify() -> None:
