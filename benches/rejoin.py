@@ -114,102 +114,123 @@ async def flood_phase(seconds: float, busy: int) -> dict[str, Any]:
     return result
 
 
+def _kill_loop_rows(k: dict[str, Any]) -> list[list[Any]]:
+    """Table rows for the kill-loop phase: writes lost, convergence, time to the head."""
+    rows: list[list[Any]] = []
+    rows.append(
+        [
+            "kill loop: acknowledged writes lost",
+            f"{k['lost']} of {k['acked']}",
+            "yes" if k["lost"] == 0 else "NO",
+        ]
+    )
+    rows.append(
+        [
+            "kill loop: all replicas converged",
+            str(k["converged"]),
+            "yes" if k["converged"] else "NO",
+        ]
+    )
+    ok = k["not_at_head"] == 0 and k["over_target"] == 0
+    rows.append(
+        [
+            f"kill loop: each revived replica at the head within {HEAD_TARGET_S:g} s",
+            f"p50 {k['to_head_p50_s']} s, max {k['to_head_max_s']} s over {k['rounds']} rounds "
+            f"({k['primary_rounds']} primary), {k['over_target'] + k['not_at_head']} late",
+            "yes" if ok else "NO",
+        ]
+    )
+    rows.append(
+        ["kill loop: all four killed, first put after", f"{k['all_killed_first_put_s']} s", "-"]
+    )
+    return rows
+
+
+def _partition_rows(p: dict[str, Any]) -> list[list[Any]]:
+    """Table rows for the partition phase: backup and primary cut-offs, writes lost."""
+    rows: list[list[Any]] = []
+    b = p["backup_to_head_s"]
+    rows.append(
+        [
+            f"partition ({p['cut_s']:g} s): cut-off backup at the head within 5 s",
+            f"{b} s",
+            "yes" if b is not None and b <= HEAD_TARGET_S else "NO",
+        ]
+    )
+    c = p["commits_resumed_s"]
+    rows.append(
+        [
+            f"primary cut off: commits resume within {VC_TIMEOUT_S + 1:g} s",
+            f"{c} s (new view in {p['new_view_s']} s)",
+            "yes" if c is not None and c <= VC_TIMEOUT_S + 1 else "NO",
+        ]
+    )
+    rows.append(
+        [
+            "partition: writes lost / converged",
+            f"{p['lost']} / {p['converged']}",
+            "yes" if p["lost"] == 0 and p["converged"] else "NO",
+        ]
+    )
+    return rows
+
+
+def _flood_rows(f: dict[str, Any]) -> list[list[Any]]:
+    """Table rows for the flood phase: view changes, first put after, memory, load."""
+    rows: list[list[Any]] = []
+    rows.append(
+        [
+            "flood: view changes during (<= 2)",
+            f["view_changes_during"],
+            "yes" if f["view_changes_during"] <= 2 else "NO",
+        ]
+    )
+    rows.append(
+        [
+            "flood: view changes after (0)",
+            f["view_changes_after"],
+            "yes" if f["view_changes_after"] == 0 else "NO",
+        ]
+    )
+    fp = f["first_put_after_s"]
+    rows.append(
+        [
+            "flood: a put succeeds within 2 s of its end",
+            f"{fp} s",
+            "yes" if fp is not None and fp <= 2.0 else "NO",
+        ]
+    )
+    mem = ", ".join(
+        f"{(a or 0) // 1024}/{(b or 0) // 1024}/{(c or 0) // 1024}"
+        for a, b, c in zip(f["rss_idle_kib"], f["rss_end_kib"], f["rss_after_kib"], strict=True)
+    )
+    rows.append(["flood: replica RSS MiB idle/end/after", mem, "-"])
+    load = f["load"]
+    rows.append(
+        [
+            "flood: load (512 clients)",
+            f"{load.get('ops_per_s')} ops/s, p99 {load.get('p99_ms')} ms, "
+            f"refused {load.get('refused')}, busy={f['busy_processes']}",
+            "-",
+        ]
+    )
+    return rows
+
+
 def table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     headers = ["target", "measured", "met"]
     rows: list[list[Any]] = []
     k = result.get("kill_loop")
     if k:
-        rows.append(
-            [
-                "kill loop: acknowledged writes lost",
-                f"{k['lost']} of {k['acked']}",
-                "yes" if k["lost"] == 0 else "NO",
-            ]
-        )
-        rows.append(
-            [
-                "kill loop: all replicas converged",
-                str(k["converged"]),
-                "yes" if k["converged"] else "NO",
-            ]
-        )
-        ok = k["not_at_head"] == 0 and k["over_target"] == 0
-        rows.append(
-            [
-                f"kill loop: each revived replica at the head within {HEAD_TARGET_S:g} s",
-                f"p50 {k['to_head_p50_s']} s, max {k['to_head_max_s']} s over {k['rounds']} rounds "
-                f"({k['primary_rounds']} primary), {k['over_target'] + k['not_at_head']} late",
-                "yes" if ok else "NO",
-            ]
-        )
-        rows.append(
-            ["kill loop: all four killed, first put after", f"{k['all_killed_first_put_s']} s", "-"]
-        )
+        rows += _kill_loop_rows(k)
     p = result.get("partition")
     if p and "backup_to_head_s" in p:
-        b = p["backup_to_head_s"]
-        rows.append(
-            [
-                f"partition ({p['cut_s']:g} s): cut-off backup at the head within 5 s",
-                f"{b} s",
-                "yes" if b is not None and b <= HEAD_TARGET_S else "NO",
-            ]
-        )
-        c = p["commits_resumed_s"]
-        rows.append(
-            [
-                f"primary cut off: commits resume within {VC_TIMEOUT_S + 1:g} s",
-                f"{c} s (new view in {p['new_view_s']} s)",
-                "yes" if c is not None and c <= VC_TIMEOUT_S + 1 else "NO",
-            ]
-        )
-        rows.append(
-            [
-                "partition: writes lost / converged",
-                f"{p['lost']} / {p['converged']}",
-                "yes" if p["lost"] == 0 and p["converged"] else "NO",
-            ]
-        )
+        rows += _partition_rows(p)
     elif p:
         rows.append(["partition", p.get("skipped") or p.get("error", "")[:80], "-"])
     f = result.get("flood")
     if f:
-        rows.append(
-            [
-                "flood: view changes during (<= 2)",
-                f["view_changes_during"],
-                "yes" if f["view_changes_during"] <= 2 else "NO",
-            ]
-        )
-        rows.append(
-            [
-                "flood: view changes after (0)",
-                f["view_changes_after"],
-                "yes" if f["view_changes_after"] == 0 else "NO",
-            ]
-        )
-        fp = f["first_put_after_s"]
-        rows.append(
-            [
-                "flood: a put succeeds within 2 s of its end",
-                f"{fp} s",
-                "yes" if fp is not None and fp <= 2.0 else "NO",
-            ]
-        )
-        mem = ", ".join(
-            f"{(a or 0) // 1024}/{(b or 0) // 1024}/{(c or 0) // 1024}"
-            for a, b, c in zip(f["rss_idle_kib"], f["rss_end_kib"], f["rss_after_kib"], strict=True)
-        )
-        rows.append(["flood: replica RSS MiB idle/end/after", mem, "-"])
-        load = f["load"]
-        rows.append(
-            [
-                "flood: load (512 clients)",
-                f"{load.get('ops_per_s')} ops/s, p99 {load.get('p99_ms')} ms, "
-                f"refused {load.get('refused')}, busy={f['busy_processes']}",
-                "-",
-            ]
-        )
+        rows += _flood_rows(f)
     return headers, rows
 
 

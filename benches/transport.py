@@ -58,6 +58,27 @@ def check_done(reply: bytes, n: int) -> float:
 # ---------------------------------------------------------------- child (receiver)
 
 
+async def raw_handler(request: trio_websocket.WebSocketRequest) -> None:
+    """Serve one raw trio-websocket connection: echo, count, and report on the last message."""
+    ws = await request.accept()
+    n, began = 0, 0.0
+    try:
+        while True:
+            data = await ws.get_message()
+            kind = data[:1]
+            if kind == ECHO:
+                await ws.send_message(data)
+            elif kind == LAST:
+                await ws.send_message(done_report(n + 1, began))
+                n = 0
+            else:
+                if n == 0:
+                    began = time.process_time()
+                n += 1
+    except trio_websocket.ConnectionClosed:
+        pass
+
+
 async def child_main(parent_port: int, seed_a: bytes, seed_b: bytes) -> None:
     me, parent = Identity("B", seed_b), Identity("A", seed_a)
     back = PeerLink(me, "A", parent.public_key, "127.0.0.1", parent_port)
@@ -75,25 +96,6 @@ async def child_main(parent_port: int, seed_a: bytes, seed_b: bytes) -> None:
             if count == 0:
                 cpu_began = time.process_time()
             count += 1
-
-    async def raw_handler(request: trio_websocket.WebSocketRequest) -> None:
-        ws = await request.accept()
-        n, began = 0, 0.0
-        try:
-            while True:
-                data = await ws.get_message()
-                kind = data[:1]
-                if kind == ECHO:
-                    await ws.send_message(data)
-                elif kind == LAST:
-                    await ws.send_message(done_report(n + 1, began))
-                    n = 0
-                else:
-                    if n == 0:
-                        began = time.process_time()
-                    n += 1
-        except trio_websocket.ConnectionClosed:
-            pass
 
     listener = Listener(me, peer_keys={"A": parent.public_key}, on_peer_frame=on_peer)
     async with trio.open_nursery() as nursery:

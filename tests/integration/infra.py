@@ -291,6 +291,41 @@ def docker_preflight() -> None:
         loud_skip(f"{DOCKER} (Debian's docker.io client) is missing")
 
 
+async def _start_dockerd(run_dir: Path, log_path: Path) -> trio.Process:
+    """Start dockerd with its sockets in `run_dir`, its data in the cache, output to the log."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "HTTP_PROXY": DEAD_PROXY,
+        "HTTPS_PROXY": DEAD_PROXY,
+        "NO_PROXY": "",
+    }
+    with _open_log(log_path) as log:
+        return await trio.lowlevel.open_process(
+            [
+                "dockerd",
+                "--config-file",
+                run_dir / "daemon.json",
+                "--data-root",
+                CACHE / "data",
+                "--exec-root",
+                run_dir / "exec",
+                "--host",
+                f"unix://{run_dir / 'docker.sock'}",
+                "--pidfile",
+                run_dir / "dockerd.pid",
+                "--default-ulimit",
+                "nofile=1024:1024",
+                "--bridge=none",
+                "--iptables=false",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 @contextlib.asynccontextmanager
 async def docker_daemon(start_timeout: float = 60) -> AsyncIterator[Dockerd]:
     """Run a private dockerd for the duration of the block; loud skip if it cannot start.
@@ -302,37 +337,7 @@ async def docker_daemon(start_timeout: float = 60) -> AsyncIterator[Dockerd]:
     try:
         await _stop_stale_dockerd()
         log_path = _prepare_run_dir(run_dir)
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-            "HTTP_PROXY": DEAD_PROXY,
-            "HTTPS_PROXY": DEAD_PROXY,
-            "NO_PROXY": "",
-        }
-        with _open_log(log_path) as log:
-            proc = await trio.lowlevel.open_process(
-                [
-                    "dockerd",
-                    "--config-file",
-                    run_dir / "daemon.json",
-                    "--data-root",
-                    CACHE / "data",
-                    "--exec-root",
-                    run_dir / "exec",
-                    "--host",
-                    f"unix://{run_dir / 'docker.sock'}",
-                    "--pidfile",
-                    run_dir / "dockerd.pid",
-                    "--default-ulimit",
-                    "nofile=1024:1024",
-                    "--bridge=none",
-                    "--iptables=false",
-                ],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        proc = await _start_dockerd(run_dir, log_path)
         (CACHE / "dockerd.pid").write_text(f"{proc.pid}\n")
         daemon = Dockerd(run_dir, proc, log_path)
         with trio.move_on_after(start_timeout):

@@ -121,6 +121,56 @@ async def time_until(predicate, cfg: ClusterConfig, limit_s: float) -> float | N
     return None
 
 
+async def _cut_backup(cfg: ClusterConfig, backup: int, cut_s: float, out: dict[str, Any]) -> None:
+    """Cut a backup off for `cut_s`, heal, and time until it executes at the head."""
+    cut(backup, 4)
+    await trio.sleep(cut_s)
+    mark = head(await statuses(cfg), exclude=backup)
+    out["backup_cut_dropped_packets"] = heal()
+    out["backup_to_head_s"] = await time_until(lambda es: at_head(es, backup, mark), cfg, 30)
+
+
+async def _cut_primary(
+    cfg: ClusterConfig, p: int, primary_cut_s: float, writers: Writers, out: dict[str, Any]
+) -> None:
+    """Cut the primary off alone: time the new view and resumed commits, heal, time its return."""
+    view = max(e["view"] for e in await statuses(cfg) if "view" in e)
+    cut(p, 4)
+    moment = trio.current_time()
+    entered: dict[int, float] = {}
+
+    def in_new_view(es: list[dict[str, Any]]) -> bool:
+        for e in es:
+            if e.get("view", -1) > view and not e.get("in_view_change"):
+                entered.setdefault(e["id"], round(trio.current_time() - moment, 3))
+        return len(entered) >= 3
+
+    out["new_view_s"] = await time_until(in_new_view, cfg, 30)
+    out["entered_new_view_s"] = {str(k): v for k, v in sorted(entered.items())}
+    await trio.sleep(max(0.0, primary_cut_s - (trio.current_time() - moment)))
+    first = writers.first_ack_after(moment)
+    out["commits_resumed_s"] = None if first is None else round(first, 3)
+    mark = head(await statuses(cfg), exclude=p)
+    out["primary_cut_dropped_packets"] = heal()
+    out["primary_to_head_s"] = await time_until(lambda es: at_head(es, p, mark), cfg, 30)
+
+
+async def _verify_writes(
+    cfg: ClusterConfig, pool: ClientPool, writers: Writers, out: dict[str, Any]
+) -> None:
+    """Reconnect the pool, wait for convergence and read every acknowledged write back."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pool.run)
+        with trio.move_on_after(10):
+            await pool.wait_connected(cfg.n)
+        ok, entries = await wait_converged(cfg, 20)
+        out["converged"] = ok
+        out["acked"] = len(writers.acked)
+        out["lost"] = await writers.verify()
+        out["write_errors"] = writers.errors
+        nursery.cancel_scope.cancel()
+
+
 async def scenario(directory: Path, cut_s: float, primary_cut_s: float) -> dict[str, Any]:
     init_cluster(directory, nodes=4, hosts=HOSTS, overrides=DEMO_OVERRIDES)
     mark_connections(4)
@@ -141,45 +191,12 @@ async def scenario(directory: Path, cut_s: float, primary_cut_s: float) -> dict[
             backup = max(i for i in range(4) if i != p)
             out["backup"], out["primary"] = backup, p
 
-            cut(backup, 4)
-            await trio.sleep(cut_s)
-            mark = head(await statuses(cfg), exclude=backup)
-            out["backup_cut_dropped_packets"] = heal()
-            out["backup_to_head_s"] = await time_until(
-                lambda es: at_head(es, backup, mark), cfg, 30
-            )
+            await _cut_backup(cfg, backup, cut_s, out)
 
-            view = max(e["view"] for e in await statuses(cfg) if "view" in e)
-            cut(p, 4)
-            moment = trio.current_time()
-            entered: dict[int, float] = {}
-
-            def in_new_view(es: list[dict[str, Any]]) -> bool:
-                for e in es:
-                    if e.get("view", -1) > view and not e.get("in_view_change"):
-                        entered.setdefault(e["id"], round(trio.current_time() - moment, 3))
-                return len(entered) >= 3
-
-            out["new_view_s"] = await time_until(in_new_view, cfg, 30)
-            out["entered_new_view_s"] = {str(k): v for k, v in sorted(entered.items())}
-            await trio.sleep(max(0.0, primary_cut_s - (trio.current_time() - moment)))
-            first = writers.first_ack_after(moment)
-            out["commits_resumed_s"] = None if first is None else round(first, 3)
-            mark = head(await statuses(cfg), exclude=p)
-            out["primary_cut_dropped_packets"] = heal()
-            out["primary_to_head_s"] = await time_until(lambda es: at_head(es, p, mark), cfg, 30)
+            await _cut_primary(cfg, p, primary_cut_s, writers, out)
             await trio.sleep(1.0)
             nursery.cancel_scope.cancel()
-        async with trio.open_nursery() as nursery:
-            await nursery.start(pool.run)
-            with trio.move_on_after(10):
-                await pool.wait_connected(cfg.n)
-            ok, entries = await wait_converged(cfg, 20)
-            out["converged"] = ok
-            out["acked"] = len(writers.acked)
-            out["lost"] = await writers.verify()
-            out["write_errors"] = writers.errors
-            nursery.cancel_scope.cancel()
+        await _verify_writes(cfg, pool, writers, out)
     # a cut-off replica enters degraded mode once and leaves it once, not with every probe
     log = (directory / "logs" / f"replica-{out['primary']}.log").read_text()
     out["primary_degraded_events"] = len(re.findall(r"event=degraded replica=\d+ reachable", log))

@@ -280,6 +280,46 @@ def view_change_lines(directory: Path, limit: int = 20) -> list[str]:
     return lines[-limit:]
 
 
+async def _load_with_garbage(cfg: ClusterConfig, clients: int, duration_s: float) -> dict[str, Any]:
+    """Run `bft-node load` with garbage connections beside it; returns its JSON report."""
+    cmd = [sys.executable, "-m", "node", "load", "--config", str(cfg.path)]
+    cmd += ["--clients", str(clients), "--duration", str(duration_s), "--json"]
+    async with trio.open_nursery() as nursery:
+        until = trio.current_time() + duration_s
+        nursery.start_soon(garbage, cfg, until, random.Random(7))
+        with trio.fail_after(duration_s + 60):
+            proc = await trio.run_process(
+                cmd, capture_stdout=True, capture_stderr=True, check=False
+            )
+    lines = [ln for ln in proc.stdout.decode().splitlines() if ln.startswith("{")]
+    load = json.loads(lines[-1]) if lines else {"error": proc.stderr.decode()[-500:]}
+    return load
+
+
+async def _first_put_after(cfg: ClusterConfig, ended: float, after_s: float) -> float | None:
+    """Seconds from `ended` to the first put that succeeds; then watch until `after_s`."""
+    pool = ClientPool(cfg)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pool.run)
+        with trio.move_on_after(5):
+            await pool.wait_connected(cfg.n)
+        first_put = None
+        with trio.move_on_after(10):
+            while first_put is None:
+                if await put_once(pool, 2.0) is not None:
+                    first_put = trio.current_time() - ended
+        await trio.sleep(max(0.0, after_s - (trio.current_time() - ended)))
+        nursery.cancel_scope.cancel()
+    return first_put
+
+
+def _view_changes(a: list[Any], b: list[Any]) -> int:
+    """The most views any one replica moved on between the snapshots `a` and `b`."""
+    return max(
+        (y - x for x, y in zip(a, b, strict=True) if x is not None and y is not None), default=0
+    )
+
+
 async def flood(
     cluster: Any,
     cfg: ClusterConfig,
@@ -295,45 +335,18 @@ async def flood(
     pids = [cluster.replicas[i].pid for i in range(cfg.n)]
     rss_idle = [rss_kib(p) for p in pids]
     views_before = [e.get("view") for e in await statuses(cfg)]
-    cmd = [sys.executable, "-m", "node", "load", "--config", str(cfg.path)]
-    cmd += ["--clients", str(clients), "--duration", str(duration_s), "--json"]
-    result: dict[str, Any] = {}
-    async with trio.open_nursery() as nursery:
-        until = trio.current_time() + duration_s
-        nursery.start_soon(garbage, cfg, until, random.Random(7))
-        with trio.fail_after(duration_s + 60):
-            proc = await trio.run_process(
-                cmd, capture_stdout=True, capture_stderr=True, check=False
-            )
-    lines = [ln for ln in proc.stdout.decode().splitlines() if ln.startswith("{")]
-    load = json.loads(lines[-1]) if lines else {"error": proc.stderr.decode()[-500:]}
+    load = await _load_with_garbage(cfg, clients, duration_s)
     ended = trio.current_time()
     rss_end = [rss_kib(p) for p in pids]
     views_end = [e.get("view") for e in await statuses(cfg)]
-    pool = ClientPool(cfg)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(pool.run)
-        with trio.move_on_after(5):
-            await pool.wait_connected(cfg.n)
-        first_put = None
-        with trio.move_on_after(10):
-            while first_put is None:
-                if await put_once(pool, 2.0) is not None:
-                    first_put = trio.current_time() - ended
-        await trio.sleep(max(0.0, after_s - (trio.current_time() - ended)))
-        nursery.cancel_scope.cancel()
+    first_put = await _first_put_after(cfg, ended, after_s)
     views_after = [e.get("view") for e in await statuses(cfg)]
     rss_after = [rss_kib(p) for p in pids]
 
-    def changes(a: list[Any], b: list[Any]) -> int:
-        return max(
-            (y - x for x, y in zip(a, b, strict=True) if x is not None and y is not None), default=0
-        )
-
-    result = {
+    result: dict[str, Any] = {
         "load": load,
-        "view_changes_during": changes(views_before, views_end),
-        "view_changes_after": changes(views_end, views_after),
+        "view_changes_during": _view_changes(views_before, views_end),
+        "view_changes_after": _view_changes(views_end, views_after),
         "first_put_after_s": None if first_put is None else round(first_put, 3),
         "rss_idle_kib": rss_idle,
         "rss_end_kib": rss_end,

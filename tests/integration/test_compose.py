@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,40 +137,8 @@ async def _scenario(tmp_path: Path, binary: Path) -> None:
             wheels = await build_wheels(context)
             assert any(w.startswith("bft_node-") for w in wheels), wheels
             t = lap("wheels", t)
-            env = {
-                **dockerd.env,
-                "BASE_IMAGE": BASE_IMAGE,
-                "TEST_BASE_PORT": str(PEER_BASE),
-                "TEST_HTTP_BASE_PORT": str(HTTP_BASE),
-                "FAULTY_REPLICA": "3",
-                "FAULT_MODE": "",  # all honest: docs/ops.md's kill walkthrough, f=1 spare
-                "LOAD_CLIENTS": "2",
-            }
-            compose = Compose(
-                binary,
-                [ROOT / "docker-compose.yml", ROOT / "deploy/compose/docker-compose.test.yml"],
-                context,
-                f"bft-e2e-{os.getpid()}",
-                env,
-            )
-            try:
-                await compose("build", timeout=300)
-                t = lap("build", t)
-                await compose("up", "-d", "--wait", "--wait-timeout", "90", timeout=150)
-                t = lap("up --wait", t)
-                await _walkthrough(compose, tmp_path / "host", timings)
-                t = clock()
-                await _crash_and_restart(compose, dockerd)
-                t = lap("crash-after fault cycle", t)
-            except BaseException:
-                with trio.CancelScope(shield=True), trio.move_on_after(60):
-                    print(await _diagnostics(compose))  # shown by pytest with the failure
-                raise
-            finally:
-                with trio.CancelScope(shield=True):
-                    await compose(
-                        "down", "-v", "--rmi", "local", "--timeout", "5", timeout=90, check=False
-                    )
+            compose = _compose_project(binary, context, dockerd)
+            t = await _exercise_project(compose, dockerd, tmp_path / "host", timings, lap, t)
             await _assert_project_gone(dockerd, compose.name)
             t = lap("down", t)
             await dockerd.docker("image", "prune", "--force", timeout=60)  # old builds
@@ -177,6 +146,54 @@ async def _scenario(tmp_path: Path, binary: Path) -> None:
         lap("dockerd stopped", t)
     timings["total"] = round(clock() - start, 1)
     print(f"compose end-to-end timings (s): {json.dumps(timings)}", file=sys.__stderr__)
+
+
+def _compose_project(binary: Path, context: Path, dockerd: Dockerd) -> Compose:
+    """The compose project: the stack plus the host-networking test override, all honest."""
+    env = {
+        **dockerd.env,
+        "BASE_IMAGE": BASE_IMAGE,
+        "TEST_BASE_PORT": str(PEER_BASE),
+        "TEST_HTTP_BASE_PORT": str(HTTP_BASE),
+        "FAULTY_REPLICA": "3",
+        "FAULT_MODE": "",  # all honest: docs/ops.md's kill walkthrough, f=1 spare
+        "LOAD_CLIENTS": "2",
+    }
+    return Compose(
+        binary,
+        [ROOT / "docker-compose.yml", ROOT / "deploy/compose/docker-compose.test.yml"],
+        context,
+        f"bft-e2e-{os.getpid()}",
+        env,
+    )
+
+
+async def _exercise_project(
+    compose: Compose,
+    dockerd: Dockerd,
+    host_dir: Path,
+    timings: dict[str, float],
+    lap: Callable[[str, float], float],
+    t: float,
+) -> float:
+    """Build, bring up and exercise the project, always taking it down; returns the lap clock."""
+    try:
+        await compose("build", timeout=300)
+        t = lap("build", t)
+        await compose("up", "-d", "--wait", "--wait-timeout", "90", timeout=150)
+        t = lap("up --wait", t)
+        await _walkthrough(compose, host_dir, timings)
+        t = trio.current_time()
+        await _crash_and_restart(compose, dockerd)
+        t = lap("crash-after fault cycle", t)
+    except BaseException:
+        with trio.CancelScope(shield=True), trio.move_on_after(60):
+            print(await _diagnostics(compose))  # shown by pytest with the failure
+        raise
+    finally:
+        with trio.CancelScope(shield=True):
+            await compose("down", "-v", "--rmi", "local", "--timeout", "5", timeout=90, check=False)
+    return t
 
 
 async def _walkthrough(compose: Compose, host_dir: Path, timings: dict[str, float]) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from node.consensus.core import ReplicaCore
+from node.consensus.params import CoreConfig
 from node.protocol.crypto import Signer, VerifyCache, client_mac_keys
 
 from .adversaries import make_adversary
@@ -44,6 +45,21 @@ def verify_cache(n: int) -> VerifyCache:
     """One verdict cache per cluster size, shared by every core of every schedule
     (a verdict is a pure function of key, payload and signature)."""
     return VerifyCache(max_entries=400_000)
+
+
+def core_config(p: ScheduleParams) -> CoreConfig:
+    """The core configuration every replica of the schedule runs with."""
+    return CoreConfig(
+        n=p.n,
+        f=p.f,
+        batch_max=p.batch_max,
+        checkpoint_interval=p.checkpoint_interval,
+        watermark_window=p.watermark_window,
+        view_change_timeout_s=p.view_change_timeout_s,
+        batch_timeout_s=p.batch_timeout_s,
+        max_in_flight=p.max_in_flight,
+        status_interval_s=p.status_interval_s,
+    )
 
 
 def make_adversaries(

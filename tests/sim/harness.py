@@ -34,13 +34,12 @@ from node.consensus.events import (
     TimerFired,
     ViewChanged,
 )
-from node.consensus.params import CoreConfig
 from node.consensus.rules import Rules
 from node.protocol import codec
 from node.protocol.messages import Commit
 
 from . import lifecycle
-from .cast import make_adversaries, make_clients, signers, verify_cache
+from .cast import core_config, make_adversaries, make_clients, signers, verify_cache
 from .checks import SpecChecks
 from .convergence import CONVERGE_S, converged, divergence
 from .invariants import Invariants, RecordingApp
@@ -79,17 +78,7 @@ class Simulation:
         #: every replica's rules (a planted bug replaces one)
         self.rules = rules(p.f)
         self.replay_hint = replay_hint or f"python -m tests.sim.replay {p.seed} --n {p.n}"
-        self.cfg = CoreConfig(
-            n=p.n,
-            f=p.f,
-            batch_max=p.batch_max,
-            checkpoint_interval=p.checkpoint_interval,
-            watermark_window=p.watermark_window,
-            view_change_timeout_s=p.view_change_timeout_s,
-            batch_timeout_s=p.batch_timeout_s,
-            max_in_flight=p.max_in_flight,
-            status_interval_s=p.status_interval_s,
-        )
+        self.cfg = core_config(p)
         keys = cluster_keys(p.n)
         self.replica_keys = keys.replica_public
         self.client_keys = keys.client_public

@@ -118,40 +118,12 @@ class ScheduleParams:
     ) -> ScheduleParams:
         rng = schedule_rng(seed, n, "params")
         f = (n - 1) // 3
-        count = rng.randint(0, f) if byzantine_count is None else byzantine_count
-        # Half the time the first Byzantine is a primary of view 0 or 1, where it hurts most.
-        if byzantine_ids is not None:
-            chosen = list(byzantine_ids)
-        elif count and rng.random() < 0.5:
-            first = [rng.choice((0, 1))]
-            rest = rng.sample([r for r in range(n) if r != first[0]], count - 1)
-            chosen = first + rest
-        else:
-            chosen = rng.sample(range(n), count)
-        byzantine = {r: rng.choice(list(adversaries)) for r in sorted(chosen)}
+        byzantine = _draw_byzantine(rng, n, f, adversaries, byzantine_count, byzantine_ids)
         gst = rng.uniform(0.3, 4.0)
         correct = [r for r in range(n) if r not in byzantine]
-        crashes: list[Crash] = []
-        if rng.random() < crash_p:
-            victim = rng.choice(correct)
-            at = rng.uniform(0.0, gst)
-            crashes.append(Crash(victim, at, min(at + rng.uniform(0.1, 2.0), gst + 0.5)))
-        partitions: list[Partition] = []
-        for _ in range(rng.choice((0, 0, 1, 2))):
-            at = rng.uniform(0.0, gst)
-            members = list(range(n))
-            rng.shuffle(members)
-            cut = rng.randint(1, n - 1)
-            groups = (tuple(sorted(members[:cut])), tuple(sorted(members[cut:])))
-            partitions.append(Partition(at, at + rng.uniform(0.1, 1.5), groups))
-        network = NetworkParams(
-            drop_p=rng.uniform(0.0, max_drop_p) if rng.random() < 0.7 else 0.0,
-            dup_p=rng.uniform(0.0, 0.1) if rng.random() < 0.5 else 0.0,
-            min_delay_s=0.001,
-            max_delay_s=rng.choice((0.005, 0.02, 0.05)),
-            slow_p=rng.choice((0.0, 0.02, 0.1)),
-            slow_delay_s=0.5,
-        )
+        crashes = _draw_crashes(rng, correct, gst, crash_p)
+        partitions = _draw_partitions(rng, n, gst)
+        network = _draw_network(rng, max_drop_p)
         clients = rng.randint(1, 3)
         ckpt = rng.choice((2, 3, 4))
         return cls(
@@ -178,3 +150,62 @@ class ScheduleParams:
             max_in_flight=rng.choice((0, 1, 2)),
             status_interval_s=rng.choice((0.25, 0.5)),
         )
+
+
+def _draw_byzantine(
+    rng: random.Random,
+    n: int,
+    f: int,
+    adversaries: Sequence[str],
+    byzantine_count: int | None,
+    byzantine_ids: Sequence[int] | None,
+) -> dict[int, str]:
+    """Draw which replicas are Byzantine and the adversary kind each one plays."""
+    count = rng.randint(0, f) if byzantine_count is None else byzantine_count
+    # Half the time the first Byzantine is a primary of view 0 or 1, where it hurts most.
+    if byzantine_ids is not None:
+        chosen = list(byzantine_ids)
+    elif count and rng.random() < 0.5:
+        first = [rng.choice((0, 1))]
+        rest = rng.sample([r for r in range(n) if r != first[0]], count - 1)
+        chosen = first + rest
+    else:
+        chosen = rng.sample(range(n), count)
+    return {r: rng.choice(list(adversaries)) for r in sorted(chosen)}
+
+
+def _draw_crashes(
+    rng: random.Random, correct: list[int], gst: float, crash_p: float
+) -> list[Crash]:
+    """Draw at most one crash (and its restart) of a correct replica before GST."""
+    crashes: list[Crash] = []
+    if rng.random() < crash_p:
+        victim = rng.choice(correct)
+        at = rng.uniform(0.0, gst)
+        crashes.append(Crash(victim, at, min(at + rng.uniform(0.1, 2.0), gst + 0.5)))
+    return crashes
+
+
+def _draw_partitions(rng: random.Random, n: int, gst: float) -> list[Partition]:
+    """Draw zero to two two-way partitions, each starting before GST."""
+    partitions: list[Partition] = []
+    for _ in range(rng.choice((0, 0, 1, 2))):
+        at = rng.uniform(0.0, gst)
+        members = list(range(n))
+        rng.shuffle(members)
+        cut = rng.randint(1, n - 1)
+        groups = (tuple(sorted(members[:cut])), tuple(sorted(members[cut:])))
+        partitions.append(Partition(at, at + rng.uniform(0.1, 1.5), groups))
+    return partitions
+
+
+def _draw_network(rng: random.Random, max_drop_p: float) -> NetworkParams:
+    """Draw the network chaos: drop and duplicate rates, delays, slow links."""
+    return NetworkParams(
+        drop_p=rng.uniform(0.0, max_drop_p) if rng.random() < 0.7 else 0.0,
+        dup_p=rng.uniform(0.0, 0.1) if rng.random() < 0.5 else 0.0,
+        min_delay_s=0.001,
+        max_delay_s=rng.choice((0.005, 0.02, 0.05)),
+        slow_p=rng.choice((0.0, 0.02, 0.1)),
+        slow_delay_s=0.5,
+    )

@@ -91,6 +91,64 @@ frames = st.lists(
 )
 
 
+async def _connect(nursery, listener, name: str, route: str):
+    """Start serving one in-memory stream and return an authenticated link to it."""
+    client, server = trio.testing.memory_stream_pair()
+    nursery.start_soon(listener.handle_stream, server)
+    return authenticated(
+        client,
+        IDS[name],
+        "0",
+        PUB["0"],
+        DialSettings(route=route, max_frame=4 * LIMIT, close_timeout_s=0.1),
+    )
+
+
+async def _send_until_invalid(ws, pending: list[bytes | str], route: str, name: str, log) -> None:
+    """Send pending frames on one link until an invalid one closes it, noting the outcomes."""
+    expect_frames, expect_invalid, expect_codes, codes = log
+    parts: list[bytes] = []  # fragments of a peer message not yet whole
+    while pending:
+        frame = pending.pop(0)
+        reason, code = expected_outcome(frame, route)
+        if reason is None and route == PEER_ROUTE and frame[:1] == b"\xc1":
+            parts.append(frame[2:])
+            if frame[1] == 0:  # more to come: nothing delivered yet
+                await ws.send_message(frame)
+                continue
+            frame, whole = b"".join(parts), frame
+            parts = []
+            reason, code = decoder_outcome(frame)
+            await ws.send_message(whole)
+            if reason is not None:  # the joined message is refused
+                frame = whole
+        else:
+            await ws.send_message(frame)
+        if reason is None:
+            expect_frames.append((name, frame))
+            if route == CLIENT_ROUTE:
+                assert await ws.get_message() == b"re:" + frame[:64]
+            continue
+        expect_invalid.append((name, reason))
+        expect_codes.append(code)
+        try:
+            while True:
+                await ws.get_message()
+        except trio_websocket.ConnectionClosed:
+            codes.append(ws.closed.code)
+        break
+
+
+async def _check_fresh_link(nursery, listener, rec: Recorder, name: str, route: str) -> None:
+    """Check that a fresh, well-behaved connection is still served."""
+    async with await _connect(nursery, listener, name, route) as ws:
+        await ws.send_message(b"fresh")
+        if route == CLIENT_ROUTE:
+            assert await ws.get_message() == b"re:fresh"
+        else:
+            await wait_until(lambda: (name, b"fresh") in rec.frames)
+
+
 async def feed(frames_: list[bytes | str], route: str) -> None:
     rec = Recorder()
     listener = make_listener(rec, limits=LIMITS)
@@ -98,60 +156,14 @@ async def feed(frames_: list[bytes | str], route: str) -> None:
     listener._client_decoder = decoder
     name = "1" if route == PEER_ROUTE else "client"
     expect_frames, expect_invalid, expect_codes, codes = [], [], [], []
+    log = (expect_frames, expect_invalid, expect_codes, codes)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-
-            async def connect():
-                client, server = trio.testing.memory_stream_pair()
-                nursery.start_soon(listener.handle_stream, server)
-                return authenticated(
-                    client,
-                    IDS[name],
-                    "0",
-                    PUB["0"],
-                    DialSettings(route=route, max_frame=4 * LIMIT, close_timeout_s=0.1),
-                )
-
             pending = list(frames_)
             while pending:
-                async with await connect() as ws:
-                    parts: list[bytes] = []  # fragments of a peer message not yet whole
-                    while pending:
-                        frame = pending.pop(0)
-                        reason, code = expected_outcome(frame, route)
-                        if reason is None and route == PEER_ROUTE and frame[:1] == b"\xc1":
-                            parts.append(frame[2:])
-                            if frame[1] == 0:  # more to come: nothing delivered yet
-                                await ws.send_message(frame)
-                                continue
-                            frame, whole = b"".join(parts), frame
-                            parts = []
-                            reason, code = decoder_outcome(frame)
-                            await ws.send_message(whole)
-                            if reason is not None:  # the joined message is refused
-                                frame = whole
-                        else:
-                            await ws.send_message(frame)
-                        if reason is None:
-                            expect_frames.append((name, frame))
-                            if route == CLIENT_ROUTE:
-                                assert await ws.get_message() == b"re:" + frame[:64]
-                            continue
-                        expect_invalid.append((name, reason))
-                        expect_codes.append(code)
-                        try:
-                            while True:
-                                await ws.get_message()
-                        except trio_websocket.ConnectionClosed:
-                            codes.append(ws.closed.code)
-                        break
-            # A fresh, well-behaved connection is still served.
-            async with await connect() as ws:
-                await ws.send_message(b"fresh")
-                if route == CLIENT_ROUTE:
-                    assert await ws.get_message() == b"re:fresh"
-                else:
-                    await wait_until(lambda: (name, b"fresh") in rec.frames)
+                async with await _connect(nursery, listener, name, route) as ws:
+                    await _send_until_invalid(ws, pending, route, name, log)
+            await _check_fresh_link(nursery, listener, rec, name, route)
             await wait_until(lambda: listener.open_connections == 0)
             nursery.cancel_scope.cancel()
     assert rec.frames == expect_frames + [(name, b"fresh")]
