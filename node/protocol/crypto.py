@@ -1,8 +1,8 @@
 """Ed25519 signing and verification, with a verified-signature cache.
 
-Signing and verifying go through libsodium (PyNaCl): on this project's 2-core test box it
-verifies in about 62 µs and signs in 19 µs, against 104 µs and 31 µs through
-``cryptography``/OpenSSL, which stays for key files and validation. Keys are raw 32-byte
+Signing and verifying go through libsodium (PyNaCl), faster here than
+``cryptography``/OpenSSL (docs/performance.md has the figures), which stays for key
+files and validation. Keys are raw 32-byte
 values (hex in files and ``cluster.toml``). The core verifies each distinct signed message
 once:
 ``VerifyCache`` remembers the verdict for ``(public key, payload digest, signature)``, which

@@ -10,10 +10,8 @@ performed at once, inside ``submit``. At most ``MAX_ROUNDS_AHEAD`` rounds wait; 
 ``submit`` waits too, which bounds memory when the disk is slow.
 
 Where the writes run: a group of log records is written on the event loop itself (a WAL
-append and one fsync, about 1 ms under load on the project's box). Measured against a
-worker thread per write, that used 10-15 % less CPU per request for the same throughput
-and an equal or lower p99: each thread hop costs about 150 µs of GIL hand-offs.
-Snapshots are large, so they go to worker threads: ``save_snapshot`` stores the core's
+append and one fsync), which costs less CPU than a thread hop per write (the figures are
+in docs/performance.md). Snapshots are large, so they go to worker threads: ``save_snapshot`` stores the core's
 ``SnapshotTaken`` in the background as soon as it is taken (``run_snapshot_saver``), and a
 stable checkpoint whose snapshot is not saved yet is written in a thread.
 """
