@@ -22,6 +22,7 @@ next one kills the replicas that file names, if they are still the same commands
 
 from __future__ import annotations
 
+import enum
 import os
 import subprocess
 import sys
@@ -59,6 +60,15 @@ def replica_command(cfg: ClusterConfig, replica_id: int, fault: str | None) -> l
     return cmd
 
 
+class ProcessState(enum.StrEnum):
+    """A replica process as the launcher sees it; the values go into the state file."""
+
+    RUNNING = "running"
+    KILLED = "killed"  # by `kill`: stays down until `revive`
+    EXITED = "exited"  # by itself (a crash, a fault mode, a bad config)
+    STOPPED = "stopped"  # by the launcher, on the way out (or not started yet)
+
+
 @attrs.define(eq=False)
 class Replica:
     """What the launcher knows about one replica process."""
@@ -66,7 +76,7 @@ class Replica:
     id: int
     fault: str | None
     log_path: Path
-    state: str = "stopped"  # running | killed | exited | stopped
+    state: ProcessState = ProcessState.STOPPED
     pid: int | None = None
     returncode: int | None = None
     starts: int = 0
@@ -77,7 +87,7 @@ class Replica:
 
     @property
     def running(self) -> bool:
-        return self.state == "running"
+        return self.state is ProcessState.RUNNING
 
 
 class LocalCluster:
@@ -205,7 +215,7 @@ class LocalCluster:
         if not rep.running or rep.process is None or rep.pid is None:
             raise UserError(f"replica {replica_id} is not running ({rep.state})")
         pid = rep.pid
-        rep.state = "killed"
+        rep.state = ProcessState.KILLED
         rep.process.kill()
         assert rep.done is not None
         with trio.fail_after(10):
@@ -270,7 +280,7 @@ class LocalCluster:
             entry: dict[str, Any] = {
                 "id": rep.id,
                 "pid": rep.pid,
-                "state": rep.state,
+                "state": rep.state.value,
                 "fault": rep.fault,
                 "returncode": rep.returncode,
                 "starts": rep.starts,
@@ -334,7 +344,7 @@ class LocalCluster:
                 )
                 os.close(fd)
                 fd = -1
-                rep.process, rep.pid, rep.state = proc, proc.pid, "running"
+                rep.process, rep.pid, rep.state = proc, proc.pid, ProcessState.RUNNING
                 rep.starts += 1
                 self.write_state()
                 task_status.started(proc.pid)
@@ -346,8 +356,8 @@ class LocalCluster:
             rep.scope = None
             if proc_ is not None:
                 rep.returncode = proc_.returncode
-            if rep.state == "running":
-                rep.state = "stopped" if self._stopping else "exited"
+            if rep.state is ProcessState.RUNNING:
+                rep.state = ProcessState.STOPPED if self._stopping else ProcessState.EXITED
                 if not self._stopping:
                     self.echo(
                         f"replica {rep.id} exited (code {rep.returncode}); last lines of "
