@@ -97,11 +97,29 @@ def _add_client(sub: Subparsers) -> None:
 
 
 def _add_observers(sub: Subparsers) -> None:
-    s = sub.add_parser("load", help="closed-loop load; prints ops/s and latency")
+    s = sub.add_parser(
+        "load",
+        help="closed-loop (or --rate: open-loop) load; prints ops/s, latency and CPU/op",
+    )
     s.add_argument("--config", required=True)
-    s.add_argument("--clients", type=int, default=8)
-    s.add_argument("--duration", type=float, default=10.0)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--clients", type=int, default=8, help="client sessions (default: 8)")
+    s.add_argument("--duration", type=float, default=10.0, help="seconds (default: 10)")
+    s.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        metavar="R",
+        help="open loop: R requests/s on a fixed schedule, latency from each scheduled "
+        "moment (default: closed loop)",
+    )
+    s.add_argument(
+        "--read-ratio",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of the operations that are gets, 0 to 1 (default: 0, all puts)",
+    )
+    s.add_argument("--json", action="store_true", help="print one JSON object last")
 
     s = sub.add_parser("status", help="every replica's /status as one table")
     s.add_argument("--config", required=True)
@@ -131,7 +149,7 @@ COMMANDS: dict[str, str] = {
     "cluster kill": "node.cli.cluster.up:cmd_kill",
     "cluster revive": "node.cli.cluster.up:cmd_revive",
     "client": "node.cli.commands:cmd_client",
-    "load": "node.client.load:cmd_load",
+    "load": "node.cli.load_command:cmd_load",
     "status": "node.cli.cluster.status:cmd_status",
     "watch": "node.cli.cluster.watch:cmd_watch",
     "demo": "node.cli.cluster.demo:cmd_demo",

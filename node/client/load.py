@@ -1,18 +1,17 @@
-"""`bft-node load`: closed-loop load from many client sessions over one connection pool.
+"""Load from many client sessions over one connection pool: closed loop, or open loop.
 
-Each session puts a key, waits for f+1 matching replies, and puts the next; the run is
-bounded by `--duration`. With `rate_per_s` (for benches: latency at a given load), the
-sessions instead take requests from a fixed schedule of `rate_per_s` arrivals per second
-and each latency is measured from the request's scheduled time, so time spent waiting for
-a free session counts (no coordinated omission). It prints committed ops/s and latency percentiles, and with
-`--json` one JSON object as its last line (`ops_per_s`, `p50_ms`, `p90_ms`, `p99_ms`,
-`errors`, `clients`, `duration_s`).
+Closed loop (the default): each session puts (or, with `read_ratio`, sometimes gets) a key,
+waits for f+1 matching replies, and goes on; the run is bounded by `duration_s`. Open loop
+(`rate_per_s`): the sessions take operations from a fixed schedule of `rate_per_s`
+arrivals per second, and each latency is measured from the operation's scheduled moment,
+so time spent waiting for a free session counts (no coordinated omission). With
+`read_ratio` P a share P of the operations are gets of keys the run writes (each session's
+choices come from its own seeded generator). `summarize` gives the `--json` keys the
+contract lists; the command itself (with CPU per operation) is `node/cli/load_command.py`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import math
 import random
@@ -20,10 +19,11 @@ from typing import Any
 
 import trio
 
-from node.app.kv import op_put
+from node.app.kv import op_get, op_put
 from node.client.pool import ClientError, ClientPool, Refused, Session
-from node.config import ClusterConfig, load_config
+from node.config import ClusterConfig
 from node.errors import UserError
+from transport import TCP, Network
 
 log = logging.getLogger("bft.load")
 
@@ -45,14 +45,17 @@ class _Run:
         request_timeout_s: float,
         rate_per_s: float | None,
         timeline: list[tuple[float, float]] | None,
+        read_ratio: float = 0.0,
     ) -> None:
         self.pool = pool
         self.request_timeout_s = request_timeout_s
         self.rate_per_s = rate_per_s
         self.timeline = timeline
+        self.read_ratio = read_ratio
         self.latencies: list[float] = []
         self.errors = 0
         self.refused = 0
+        self.reads = 0
         self.start = self.deadline = 0.0
         self._next_arrival = 0
 
@@ -74,16 +77,25 @@ class _Run:
         await trio.sleep_until(t0)
         return t0
 
+    def _operation(self, i: int, n: int, rng: random.Random) -> tuple[bytes, bool]:
+        """Session `i`'s `n`-th operation, and whether it is a read."""
+        key = f"load-{i}-{n % 1000}"
+        if self.read_ratio and rng.random() < self.read_ratio:
+            return op_get(key), True
+        return op_put(key, f"v{n}"), False
+
     async def client(self, i: int) -> None:
-        """One session: put after put until the deadline (or the schedule) ends."""
+        """One session: operation after operation until the deadline (or schedule) ends."""
         session = Session(self.pool)
         backoff = random.Random(i)
+        choices = random.Random(f"reads/{i}")
         n = 0
         while (t0 := await self._due()) is not None:
             n += 1
+            op, is_read = self._operation(i, n, choices)
             timeout = min(self.request_timeout_s, max(0.1, self.deadline - t0 + 1.0))
             try:
-                await session.invoke(op_put(f"load-{i}-{n % 1000}", f"v{n}"), timeout)
+                await session.invoke(op, timeout)
             except Refused as exc:  # the cluster is overloaded: back off, then go on
                 self.errors += 1
                 self.refused += 1
@@ -96,6 +108,7 @@ class _Run:
                 await trio.sleep(0.05)
                 continue
             t1 = trio.current_time()
+            self.reads += is_read
             self.latencies.append(t1 - t0)
             if self.timeline is not None:
                 self.timeline.append((t1, t1 - t0))
@@ -109,16 +122,20 @@ async def run_load(
     request_timeout_s: float = 10.0,
     timeline: list[tuple[float, float]] | None = None,
     rate_per_s: float | None = None,
+    read_ratio: float = 0.0,
+    network: Network = TCP,
 ) -> dict[str, Any]:
     """Run the load; return the summary dict. `timeline` collects (time, latency) pairs."""
     if clients < 1:
         raise UserError("--clients must be >= 1")
     if duration_s <= 0:
         raise UserError("--duration must be > 0")
-    if rate_per_s is not None and rate_per_s <= 0:
-        raise UserError("the rate must be > 0")
-    pool = ClientPool(cfg)
-    run = _Run(pool, request_timeout_s, rate_per_s, timeline)
+    if rate_per_s is not None and not 0 < rate_per_s < math.inf:
+        raise UserError("--rate must be a number of requests per second > 0")
+    if not 0.0 <= read_ratio <= 1.0:
+        raise UserError("--read-ratio must be between 0 and 1")
+    pool = ClientPool(cfg, network=network)
+    run = _Run(pool, request_timeout_s, rate_per_s, timeline, read_ratio)
     async with trio.open_nursery() as nursery:
         await nursery.start(pool.run)
         with trio.move_on_after(10):
@@ -135,7 +152,13 @@ async def run_load(
         nursery.cancel_scope.cancel()
     run.latencies.sort()
     summary = summarize(run.latencies, clients, elapsed, run.errors)
-    return summary | {"refused": run.refused, "rate_per_s": rate_per_s}
+    return summary | {
+        "refused": run.refused,
+        "rate": rate_per_s,
+        "rate_per_s": rate_per_s,
+        "read_ratio": read_ratio,
+        "reads": run.reads,
+    }
 
 
 def summarize(
@@ -147,21 +170,9 @@ def summarize(
         "p50_ms": round(percentile(sorted_latencies, 0.50) * 1000, 2),
         "p90_ms": round(percentile(sorted_latencies, 0.90) * 1000, 2),
         "p99_ms": round(percentile(sorted_latencies, 0.99) * 1000, 2),
+        "p999_ms": round(percentile(sorted_latencies, 0.999) * 1000, 2),
         "errors": errors,
         "clients": clients,
         "duration_s": round(elapsed, 2),
         "ops": len(sorted_latencies),
     }
-
-
-def cmd_load(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
-    summary = trio.run(run_load, cfg, args.clients, args.duration)
-    print(
-        f"committed {summary['ops']} ops in {summary['duration_s']}s with {summary['clients']} "
-        f"clients: {summary['ops_per_s']} ops/s, latency p50 {summary['p50_ms']} ms, "
-        f"p90 {summary['p90_ms']} ms, p99 {summary['p99_ms']} ms, errors {summary['errors']}"
-    )
-    if args.json:
-        print(json.dumps(summary))
-    return 0 if summary["ops"] > 0 else 1

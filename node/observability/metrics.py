@@ -7,7 +7,15 @@ apart.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
 
 CIRCUIT_VALUES = {"closed": 0, "open": 1, "half_open": 2}
 
@@ -38,6 +46,7 @@ class ReplicaMetrics:
         self._peer_metrics(r)
         self._core_metrics(r)
         self._shell_metrics(r)
+        ProcessCollector(registry=r)  # process_cpu_seconds_total: `bft-node load`'s CPU/op
         Info("bft_replica", "Replica identity and fault mode", registry=r).info(
             {"id": str(replica_id), "fault": fault or "none"}
         )

@@ -178,7 +178,25 @@ async def test_load_command_prints_its_json(cluster):
     for key in ("ops_per_s", "p50_ms", "p90_ms", "p99_ms", "errors", "clients", "duration_s"):
         assert key in summary
     assert summary["ops_per_s"] > 0 and summary["clients"] == 4
-    assert summary["p50_ms"] <= summary["p90_ms"] <= summary["p99_ms"]
+    assert summary["p50_ms"] <= summary["p90_ms"] <= summary["p99_ms"] <= summary["p999_ms"]
+    assert summary["rate"] is None and summary["read_ratio"] == 0.0
+    # the four replicas are local: their CPU and the client's, per committed operation
+    assert summary["cpu_replicas"] == 4 and 0 < summary["cpu_us_per_op"] < 1e6
+
+
+async def test_load_command_open_loop_with_reads(cluster):
+    cmd = [sys.executable, "-m", "node", "load", "--config", str(cluster.cfg.path)]
+    cmd += ["--clients", "8", "--duration", "3", "--rate", "40", "--read-ratio", "0.5"]
+    proc = await trio.run_process(
+        [*cmd, "--json"], capture_stdout=True, capture_stderr=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    summary = parse_json_line(proc.stdout.decode())
+    assert summary["rate"] == 40.0 and summary["read_ratio"] == 0.5
+    # the schedule has 120 arrivals; a cluster this idle keeps up with all of them
+    assert 100 <= summary["ops"] <= 120 and summary["errors"] == 0
+    assert 0.3 * summary["ops"] < summary["reads"] < 0.7 * summary["ops"]
+    assert "open loop at 40/s" in proc.stdout.decode()
 
 
 async def test_sigstopped_backup_trips_circuits_and_returns_after_sigcont(cluster):
