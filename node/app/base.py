@@ -16,6 +16,11 @@ class App(Protocol):
         """Execute one operation and return its encoded result."""
         ...
 
+    def query(self, op: bytes) -> bytes | None:
+        """The result of a read-only `op` against the current state, changing nothing;
+        None when `op` is not read-only (it must then be ordered)."""
+        ...
+
     def digest(self) -> bytes:
         """32-byte digest of the current state (equal states give equal digests)."""
         ...

@@ -197,6 +197,17 @@ class KVStore:
         self._snapshot = None
         self._digest = None
 
+    def query(self, op: bytes) -> bytes | None:
+        """A get answered from the current state; None for anything else."""
+        try:
+            name, key, _, _ = decode_op(op)
+        except ValueError:
+            return None
+        if name != "get":
+            return None
+        value = self._data.get(key)
+        return encode_result("ok", value) if value is not None else encode_result("absent")
+
     def apply(self, op: bytes) -> bytes:
         try:
             name, key, arg1, arg2 = decode_op(op)

@@ -6,7 +6,7 @@ waits for f+1 matching replies, and goes on; the run is bounded by `duration_s`.
 arrivals per second, and each latency is measured from the operation's scheduled moment,
 so time spent waiting for a free session counts (no coordinated omission). With
 `read_ratio` P a share P of the operations are gets of keys the run writes (each session's
-choices come from its own seeded generator). `summarize` gives the `--json` keys the
+choices come from its own seeded generator), sent read-only (`Session.query`). `summarize` gives the `--json` keys the
 contract lists; the command itself (with CPU per operation) is `node/cli/load_command.py`.
 """
 
@@ -95,7 +95,10 @@ class _Run:
             op, is_read = self._operation(i, n, choices)
             timeout = min(self.request_timeout_s, max(0.1, self.deadline - t0 + 1.0))
             try:
-                await session.invoke(op, timeout)
+                if is_read:
+                    await session.query(op, timeout)  # read-only, ordered if undecided
+                else:
+                    await session.invoke(op, timeout)
             except Refused as exc:  # the cluster is overloaded: back off, then go on
                 self.errors += 1
                 self.refused += 1

@@ -21,8 +21,8 @@ from node.config import ClusterConfig, load_private_key, private_seed
 from node.protocol.codec import DecodeError, decode
 from node.protocol.crypto import Signer, client_mac_keys, sign_request
 from node.protocol.framing import request_frames
+from node.protocol.messages import ReadRequest, Reply, ReplyBatch, Request
 from node.protocol.messages import Refused as RefusedMsg
-from node.protocol.messages import Reply, ReplyBatch, Request
 from transport import (
     TCP,
     ClientConfig,
@@ -64,9 +64,10 @@ class QuorumUnavailable(Refused):
 class _Pending:
     """Replies collected for one outstanding request."""
 
-    __slots__ = ("done", "refusals", "replies", "result", "target", "view", "wake")
+    __slots__ = ("done", "needed", "refusals", "replies", "result", "target", "view", "wake")
 
-    def __init__(self) -> None:
+    def __init__(self, needed: int) -> None:
+        self.needed = needed  # matching replies that decide: f+1, or 2f+1 for a read
         self.replies: dict[int, bytes] = {}
         self.refusals: dict[int, str] = {}
         self.done = False  # f+1 matching replies, or f+1 refusals
@@ -79,6 +80,14 @@ class _Pending:
     def finish(self) -> None:
         self.done = True
         self.wake.set()
+
+
+def _tally(replies: dict[int, bytes]) -> list[int]:
+    """The replicas behind the most common result among `replies`."""
+    by_result: dict[bytes, list[int]] = {}
+    for rid, result in replies.items():
+        by_result.setdefault(result, []).append(rid)
+    return max(by_result.values(), key=len, default=[])
 
 
 class _Flush:
@@ -193,10 +202,14 @@ class ClientPool:
             return
         pending.replies[rid] = msg.result
         matching = [r for r in pending.replies.values() if r == msg.result]
-        if len(matching) >= self.f + 1:
+        if len(matching) >= pending.needed:
             pending.result = msg.result
             self.view = max(self.view, msg.view)
             pending.finish()
+        elif pending.needed > self.f + 1 and (
+            len(_tally(pending.replies)) + self.n - len(pending.replies) < pending.needed
+        ):
+            pending.finish()  # a read no result can win now (it ran during a write)
 
     async def _send(self, rid: int, request: Request) -> bool:
         """Send ``request`` to replica ``rid``; False if it could not go out.
@@ -241,7 +254,7 @@ class ClientPool:
     async def invoke(self, session: str, timestamp: int, op: bytes, timeout_s: float) -> bytes:
         """Run one signed request to completion; return the agreed result bytes."""
         request = sign_request(Request(session, timestamp, op), self.signer, self.mac_keys)
-        pending = _Pending()
+        pending = _Pending(self.f + 1)
         key = (session, timestamp)
         self._pending[key] = pending
         retry_s = self.retry_s
@@ -284,6 +297,27 @@ class ClientPool:
         self._overload_streak = 0
         return pending.result
 
+    async def read(self, session: str, timestamp: int, op: bytes, timeout_s: float) -> bytes | None:
+        """A read-only `op` sent to every replica, answered without ordering: the result
+        2f+1 replicas agree on within `timeout_s`, or None (they differ, or too few
+        answered: order the operation instead)."""
+        read = sign_request(ReadRequest(session, timestamp, op), self.signer, self.mac_keys)
+        pending = _Pending(2 * self.f + 1)
+        self._pending[read.key] = pending
+        try:
+            with trio.move_on_after(timeout_s):
+                for rid in list(self._links):
+                    link = self._links.get(rid)
+                    try:
+                        if link is not None:
+                            await link.send(read.wire)
+                    except TransportError:
+                        continue
+                await pending.wake.wait()
+        finally:
+            del self._pending[read.key]
+        return pending.result
+
 
 class Session:
     """One logical client: its own session id and increasing timestamps."""
@@ -297,6 +331,18 @@ class Session:
         self.timestamp += 1
         return await self.pool.invoke(self.client, self.timestamp, op, timeout_s)
 
+    async def query(self, op: bytes, timeout_s: float = 30.0) -> bytes:
+        """A read-only `op` (a get): answered by 2f+1 matching replicas without ordering
+        when they agree within the retransmission timeout, else ordered like any other."""
+        self.timestamp += 1
+        started = trio.current_time()
+        wait_s = min(self.pool.retry_s, timeout_s)
+        result = await self.pool.read(self.client, self.timestamp, op, wait_s)
+        if result is not None:
+            return result
+        left = max(0.1, timeout_s - (trio.current_time() - started))
+        return await self.invoke(op, left)
+
 
 async def run_one(cfg: ClusterConfig, op: list[Any], timeout_s: float) -> tuple[str, Any]:
     """Connect, run one KV operation, return (status, value as text where possible)."""
@@ -308,7 +354,9 @@ async def run_one(cfg: ClusterConfig, op: list[Any], timeout_s: float) -> tuple[
         with trio.move_on_after(min(timeout_s, 5.0)):
             await pool.wait_connected(cfg.f + 1)
         try:
-            result = await Session(pool).invoke(encode_op(*op), timeout_s)
+            session = Session(pool)
+            run = session.query if op[0] == "get" else session.invoke
+            result = await run(encode_op(*op), timeout_s)
         except ClientError as exc:
             error = exc  # raised outside the nursery, so callers see it bare
         finally:

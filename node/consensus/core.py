@@ -58,6 +58,7 @@ from node.consensus.normal import NormalCaseMixin
 from node.consensus.params import CoreConfig
 from node.consensus.proposer import Proposer
 from node.consensus.quorum import CertContext
+from node.consensus.readonly import ReadOnlyMixin, ReadQueue
 from node.consensus.reports import PeerReports
 from node.consensus.requests import RequestMixin
 from node.consensus.rules import Rules
@@ -72,6 +73,7 @@ from node.protocol.messages import (
     NewView,
     Prepare,
     PrePrepare,
+    ReadRequest,
     Request,
     StateRequest,
     StateResponse,
@@ -80,7 +82,9 @@ from node.protocol.messages import (
 )
 
 
-class ReplicaCore(NormalCaseMixin, RequestMixin, CheckpointMixin, ViewChangeMixin, SyncMixin):
+class ReplicaCore(
+    NormalCaseMixin, RequestMixin, ReadOnlyMixin, CheckpointMixin, ViewChangeMixin, SyncMixin
+):
     def __init__(
         self,
         cfg: CoreConfig,
@@ -123,6 +127,7 @@ class ReplicaCore(NormalCaseMixin, RequestMixin, CheckpointMixin, ViewChangeMixi
         self._vs = ViewState()
         self._vcs = ViewChanges(future_limit=cfg.watermark_window)
         self._reports = PeerReports()
+        self._reads = ReadQueue()
         #: latest not-yet-executed request per client session (drives the view-change timer)
         self._pending: dict[str, Request] = {}
         self._timers: dict[str, bool] = {}
@@ -266,6 +271,8 @@ class ReplicaCore(NormalCaseMixin, RequestMixin, CheckpointMixin, ViewChangeMixi
         if kind is MessageReceived:
             return self._collect(lambda: self._on_message(event.sender, event.msg))
         if kind is RequestReceived:
+            if type(event.request) is ReadRequest:
+                return self._collect(lambda: self._on_read(event.request))
             return self._collect(lambda: self._on_request(event.request, from_client=True))
         if kind is TimerFired:
             return self._collect(lambda: self._on_timer(event.timer))
@@ -276,6 +283,7 @@ class ReplicaCore(NormalCaseMixin, RequestMixin, CheckpointMixin, ViewChangeMixi
         self._out = out = []
         try:
             step()
+            self._release_reads()
         finally:
             self._out = []
         return out

@@ -198,5 +198,6 @@ REJECT_REASONS: Sequence[str] = (
     "bad_snapshot",  # state response whose snapshot does not match the certified digest
     "wrong_role",  # a prepare from the primary of its view
     "unexpected_message",  # a message type replicas do not send to each other
-    "overloaded",  # too many pending requests
+    "overloaded",  # too many pending requests (or reads waiting)
+    "not_read_only",  # a read-only request of an operation that changes state
 )

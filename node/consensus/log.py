@@ -89,6 +89,16 @@ class Log:
 
     def __init__(self) -> None:
         self._slots: dict[int, Slot] = {}
+        #: the highest sequence number this replica ever reached "prepared" for (never
+        #: decreases; read-only requests wait until it is executed, see readonly.py)
+        self.prepared_top = 0
+
+    def mark_prepared(self, slot: Slot, view: int, cert: PreparedCert) -> None:
+        """`slot` is prepared in `view` with `cert` (this replica may now commit it)."""
+        slot.prepared_cert = cert
+        slot.prepared_view = view
+        if slot.seq > self.prepared_top:
+            self.prepared_top = slot.seq
 
     def __len__(self) -> int:
         return len(self._slots)

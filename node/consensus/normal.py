@@ -173,8 +173,7 @@ class NormalCaseMixin:
             cert = self.rules.prepared_cert(slot, pp)
             if cert is None:
                 return
-            slot.prepared_cert = cert
-            slot.prepared_view = view
+            self._log.mark_prepared(slot, view, cert)
             # the certificate is durable before the commit that claims it is sent
             self._persist(*(MessageRecord(p) for p in cert.prepares if p.sender != self.me))
             if not slot.has_commit_from(view, self.me):

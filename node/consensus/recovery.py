@@ -108,17 +108,16 @@ def replay_log(
         else:
             slot.add_commit(msg)
     for seq in sorted(pps):
-        _rebuild_slot(log.slot(seq), pps[seq], rules)
+        _rebuild_slot(log, log.slot(seq), pps[seq], rules)
     log.drop_views_below(view)
     return own_top
 
 
-def _rebuild_slot(slot: Slot, by_view: dict[int, PrePrepare], rules: Rules) -> None:
+def _rebuild_slot(log: Log, slot: Slot, by_view: dict[int, PrePrepare], rules: Rules) -> None:
     for view in sorted(by_view):
         cert = rules.prepared_cert(slot, by_view[view])
         if cert is not None:
-            slot.prepared_cert = cert
-            slot.prepared_view = view
+            log.mark_prepared(slot, view, cert)
     batches = {pp.digest: pp for _, pp in sorted(by_view.items())}
     for view, digest in sorted(slot.commits):
         commits = rules.commit_cert(slot, view, digest) if digest in batches else None

@@ -30,6 +30,7 @@ from node.protocol.messages import (
     Prepare,
     PreparedCert,
     PrePrepare,
+    ReadRequest,
     Refused,
     Reply,
     ReplyBatch,
@@ -162,16 +163,15 @@ DIGEST = _Bytes(DIGEST_LEN, DIGEST_LEN)
 SIGNATURE = _Bytes(SIGNATURE_LEN, SIGNATURE_LEN)
 SESSION = _Str(1, MAX_SESSION_LEN)
 
-REQUEST = _Struct(
-    Request,
-    [
-        ("client", SESSION),
-        ("timestamp", U64),
-        ("operation", _Bytes(0, MAX_OPERATION)),
-        ("signature", SIGNATURE),
-        ("auth", _ListOf(_Bytes(MAC_LEN, MAC_LEN), MAX_REPLICAS)),
-    ],
-)
+_REQUEST_FIELDS = [
+    ("client", SESSION),
+    ("timestamp", U64),
+    ("operation", _Bytes(0, MAX_OPERATION)),
+    ("signature", SIGNATURE),
+    ("auth", _ListOf(_Bytes(MAC_LEN, MAC_LEN), MAX_REPLICAS)),
+]
+REQUEST = _Struct(Request, _REQUEST_FIELDS)
+READ_REQUEST = _Struct(ReadRequest, _REQUEST_FIELDS)
 PRE_PREPARE = _Struct(
     PrePrepare,
     [
@@ -284,6 +284,7 @@ TAGS: dict[int, _Struct] = {
     14: REQUEST_BATCH,
     15: REPLY_BATCH,
     16: STATUS,
+    17: READ_REQUEST,
 }
 _BY_CLASS: dict[type, tuple[int, _Struct]] = {spec.cls: (tag, spec) for tag, spec in TAGS.items()}
 
@@ -316,7 +317,7 @@ def signing_bytes_uncached(msg: Message) -> bytes:
     kind = type(msg)
     # Fast paths for the hot types (the same fields as signing_fields_generic; a test
     # compares them).
-    if kind is Request:
+    if kind is Request or kind is ReadRequest:
         fields = [msg.client, msg.timestamp, msg.operation]
     elif kind is Prepare or kind is Commit or kind is PrePrepare:
         # A pre-prepare's batch is bound through the digest, not the signature.

@@ -75,6 +75,28 @@ class Request(_Message):
 
 
 @attrs.frozen
+class ReadRequest(_Message):
+    """A read-only operation (PBFT's read-only optimisation): each replica answers it from
+    its executed state without ordering it, and the client accepts 2f+1 matching replies
+    (else it orders the operation as a ``Request``). Fields and signing as ``Request``;
+    the type tag is signed too, so neither can pass for the other."""
+
+    client: str
+    timestamp: int
+    operation: bytes
+    signature: bytes = b""
+    auth: tuple[bytes, ...] = attrs.field(default=(), eq=False)
+
+    @property
+    def principal(self) -> str:
+        return self.client.split("/", 1)[0]
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.client, self.timestamp)
+
+
+@attrs.frozen
 class PrePrepare(_Message):
     """The primary's proposal: batch ``batch`` gets sequence number ``seq`` in ``view``."""
 
@@ -259,6 +281,7 @@ class ReplyBatch(_Message):
 
 Message = (
     Request
+    | ReadRequest
     | PrePrepare
     | Prepare
     | Commit

@@ -20,6 +20,7 @@ from node.protocol.messages import (
     Prepare,
     PreparedCert,
     PrePrepare,
+    ReadRequest,
     Refused,
     Reply,
     ReplyBatch,
@@ -31,7 +32,7 @@ from node.protocol.messages import (
     ViewChange,
     batch_digest,
 )
-from tests.consensus.core_helpers import make_request, replica_signer
+from tests.consensus.core_helpers import CLIENT, make_request, replica_signer
 
 D = bytes(range(32))
 
@@ -50,6 +51,7 @@ def sample_messages() -> list:
     nv = _signed(NewView(3, (vc,), (pp,), 3), 3)
     return [
         req,
+        sign_message(ReadRequest("client/s1", 8, b"get"), CLIENT),
         pp,
         prepares[0],
         _signed(Commit(2, 5, pp.digest, 1), 1),
@@ -151,7 +153,7 @@ def test_signing_bytes_are_the_frame_without_the_signature(msg) -> None:
     expected = frame[:-1] if hasattr(msg, "signature") else frame
     if isinstance(msg, PrePrepare):
         expected = [*frame[:5], frame[6]]  # the batch is bound by the digest instead
-    if isinstance(msg, Request):
+    if isinstance(msg, Request | ReadRequest):
         expected = frame[:-2]  # neither the signature nor the authenticator
     assert msgpack.unpackb(codec.signing_bytes_uncached(msg)) == expected
 

@@ -9,6 +9,12 @@ correct result of each is known in advance. A request goes to
 the replica the client believes is primary; if no result arrives within the retry
 timeout it is sent to every replica, again and again. A result is accepted when f+1
 distinct replicas send matching replies (same timestamp and result).
+
+Most reads go first as read-only requests (PBFT's optimisation, ``ReadRequest``) to every
+replica, accepted on 2f+1 matching replies; one not decided within the retry timeout is
+ordered instead, as a ``Request`` with the next timestamp. The read's correct result is
+known all the same (the session's own key, its own last write), so a read-only answer that
+misses a write the session saw complete fails the check like any wrong result.
 """
 
 from __future__ import annotations
@@ -17,19 +23,23 @@ import random
 
 import attrs
 
-from node.app.kv import decode_result, op_cas, op_delete, op_get, op_put
+from node.app.kv import decode_op, decode_result, op_cas, op_delete, op_get, op_put
 from node.protocol.crypto import MAC_LEN, Signer, sign_request
-from node.protocol.messages import Reply, Request
+from node.protocol.messages import ReadRequest, Reply, Request
+
+#: the share of reads that go first as read-only requests
+READ_ONLY_SHARE = 0.7
 
 
 @attrs.define
 class Outstanding:
-    request: Request
+    request: Request | ReadRequest
     created_at: float
     expected: tuple[str, bytes | None] | None  # known correct result, if any
     replies: dict[int, bytes] = attrs.Factory(dict)  # replica -> result
     accepted_at: float | None = None
     result: bytes | None = None
+    fell_back: bool = False  # a read-only request that was ordered in the end
 
 
 class SimClient:
@@ -71,22 +81,40 @@ class SimClient:
     def primary_guess(self) -> int:
         return self.view_guess % self.n
 
-    def next_request(self, now: float) -> Request | None:
+    def next_request(self, now: float) -> Request | ReadRequest | None:
         """Create (and sign) the next request, or None if busy or finished."""
         if self.current is not None or len(self.history) >= self.total:
             return None
         self.timestamp += 1
         op, expected = self._next_op()
-        request = sign_request(
-            Request(self.session, self.timestamp, op), self.signer, self.mac_keys
+        read_only = decode_op(op)[0] == "get" and self._rng.random() < READ_ONLY_SHARE
+        kind = ReadRequest if read_only else Request
+        request = self._signed(kind(self.session, self.timestamp, op))
+        self.history.append(Outstanding(request, now, expected))
+        return request
+
+    def fall_back(self) -> Request | None:
+        """Order the current read-only request that 2f+1 replicas did not agree on in
+        time: the same operation as a ``Request``, with the next timestamp."""
+        current = self.current
+        if current is None or type(current.request) is not ReadRequest:
+            return None
+        self.timestamp += 1
+        current.request = self._signed(
+            Request(self.session, self.timestamp, current.request.operation)
         )
+        current.replies = {}
+        current.fell_back = True
+        return current.request
+
+    def _signed(self, request: Request | ReadRequest) -> Request | ReadRequest:
+        request = sign_request(request, self.signer, self.mac_keys)
         if self._rng.random() < 0.15:
             # a sloppy client: one replica's tag is wrong, so that replica must fall back
             # to the signature when it finds the request in a pre-prepare
             auth = list(request.auth)
             auth[self._rng.randrange(self.n)] = self._rng.randbytes(MAC_LEN)
             request = attrs.evolve(request, auth=tuple(auth))
-        self.history.append(Outstanding(request, now, expected))
         return request
 
     def _next_op(self) -> tuple[bytes, tuple[str, bytes | None]]:
@@ -128,7 +156,8 @@ class SimClient:
             return None
         current.replies[replica] = reply.result
         matching = [r for r in current.replies.values() if r == reply.result]
-        if len(matching) < self.f + 1:
+        needed = 2 * self.f + 1 if type(current.request) is ReadRequest else self.f + 1
+        if len(matching) < needed:
             return None
         current.accepted_at = now
         current.result = reply.result

@@ -36,7 +36,7 @@ from node.consensus.events import (
 )
 from node.consensus.rules import Rules
 from node.protocol import codec
-from node.protocol.messages import Commit
+from node.protocol.messages import Commit, ReadRequest
 
 from . import lifecycle
 from .cast import core_config, make_adversaries, make_clients, signers, verify_cache
@@ -364,13 +364,21 @@ class Simulation:
             if request is None:
                 return
             self.ledger.client_created(request.operation, client.session, request.timestamp)
-            targets = [client.primary_guess]
+            # a read-only request goes to every replica; an ordered one to the primary
+            read_only = type(request) is ReadRequest
+            targets = list(range(self.params.n)) if read_only else [client.primary_guess]
         else:
             current = client.current
             if current is None or current.request.timestamp != ev.retry_ts:
                 return
-            request = current.request
-            targets = list(range(self.params.n))
+            fallback = client.fall_back()  # a read-only request 2f+1 did not agree on
+            if fallback is not None:
+                request = fallback
+                self.ledger.client_created(request.operation, client.session, request.timestamp)
+                targets = [client.primary_guess]
+            else:
+                request = current.request
+                targets = list(range(self.params.n))
         for dst in targets:
             for node in self.copies[dst]:
                 for d in self.net.route(client.session, node):

@@ -171,6 +171,9 @@ class RecordingApp:
         self.ledger.app_result(self.replica, op, result, expected)
         return result
 
+    def query(self, op: bytes) -> bytes | None:
+        return self.store.query(op)  # changes nothing, so nothing to record
+
     def digest(self) -> bytes:
         return self.store.digest()
 

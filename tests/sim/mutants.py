@@ -19,16 +19,10 @@ Replaced so far, each for a reason that holds whatever the simulation does:
 
 from __future__ import annotations
 
-import attrs
+from .mutant import Mutant
+from .mutants_app import APP_MUTANTS
 
-
-@attrs.frozen
-class Mutant:
-    name: str
-    path: str
-    old: str
-    new: str
-    why: str
+__all__ = ["MUTANTS", "Mutant"]
 
 
 CORE = "node/consensus/core.py"
@@ -44,9 +38,9 @@ REQUESTS = "node/consensus/requests.py"
 RECOVERY = "node/consensus/recovery.py"
 LOG = "node/consensus/log.py"
 RULES = "node/consensus/rules.py"
-KV = "node/app/kv.py"
+READONLY = "node/consensus/readonly.py"
 
-MUTANTS: tuple[Mutant, ...] = (
+CORE_MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "ckpt_certified_any_group",
         CKPT,
@@ -335,52 +329,26 @@ MUTANTS: tuple[Mutant, ...] = (
         "checkpoints lose the client table, so a replica restored from one re-executes",
     ),
     Mutant(
-        "cas_mismatch_wrong_value",
-        KV,
-        '            return encode_result("mismatch", current)',
-        '            return encode_result("mismatch", arg1)',
-        "a failed compare-and-set reports the expected value instead of the current one",
-    ),
-    Mutant(
-        "restore_keeps_old_keys",
-        KV,
-        "        self._data = data\n",
-        "        self._data.update(data)\n",
-        "restoring a snapshot keeps keys the replica had that the snapshot does not hold",
-    ),
-    Mutant(
-        "get_absent_as_empty",
-        KV,
-        '            return encode_result("ok", value) if value is not None else encode_result("absent")',
-        '            return encode_result("ok", value or b"")',
-        "a get of a missing key answers ok with an empty value",
-    ),
-    Mutant(
-        "delete_keeps_key",
-        KV,
-        '            self._delete(key)\n            return encode_result("ok")',
-        '            return encode_result("ok")',
-        "delete answers ok but leaves the key",
-    ),
-    Mutant(
-        "overwrite_ignored",
-        KV,
-        "        elif data[key] == value:\n            return",
-        "        elif data[key] != value:\n            return",
-        "writing a new value over an existing key does nothing",
-    ),
-    Mutant(
-        "cas_swaps_on_mismatch",
-        KV,
-        '        if current != arg1:\n            return encode_result("mismatch", current)',
-        '        if current is None:\n            return encode_result("mismatch", current)',
-        "compare-and-set swaps whatever the current value",
-    ),
-    Mutant(
         "checkpoint_off_interval",
         NORMAL,
         "            if self.last_executed % self.cfg.checkpoint_interval == 0:",
         "            if self.last_executed % self.cfg.checkpoint_interval == 1:",
         "checkpoints are taken one sequence number late and never become stable",
     ),
+    Mutant(
+        "read_ignores_prepared",
+        READONLY,
+        "        target = self._log.prepared_top\n",
+        "        target = self.last_executed\n",
+        "a read is answered from whatever was executed, not after what was prepared",
+    ),
+    Mutant(
+        "read_before_executed_state",
+        READONLY,
+        "            for read in self._reads.ready(self.last_executed):",
+        "            for read in self._reads.ready(self.last_executed + 1_000_000):",
+        "waiting reads are answered at once after any step",
+    ),
 )
+
+MUTANTS: tuple[Mutant, ...] = CORE_MUTANTS + APP_MUTANTS

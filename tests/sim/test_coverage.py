@@ -1,10 +1,13 @@
 """The default schedules really exercise what they claim to: every adversary kind runs,
 the correct cores reject its messages for the expected reasons, and view changes,
-crash recovery and state transfer all happen."""
+crash recovery and state transfer all happen, and reads are answered both ways (read-only,
+and ordered after a read-only request was not decided)."""
 
 from __future__ import annotations
 
 from collections import Counter
+
+from node.protocol.messages import ReadRequest
 
 from .harness import Simulation
 from .params import ALL_ADVERSARIES, ScheduleParams
@@ -17,8 +20,14 @@ def test_default_schedules_exercise_every_mechanism() -> None:
     for n, seeds in ((4, range(150)), (7, range(60))):
         for seed in seeds:
             params = ScheduleParams.from_seed(seed, n)
-            result = Simulation(params).run()
+            sim = Simulation(params)
+            result = sim.run()
             assert result.ok, result.report()
+            done = [o for c in sim.clients for o in c.history if o.accepted_at is not None]
+            totals.update(
+                read_only=sum(type(o.request) is ReadRequest for o in done),
+                read_fallbacks=sum(o.fell_back for o in done),
+            )
             kinds.update(params.byzantine.values())
             reasons.update(result.rejected)
             totals.update(
@@ -34,3 +43,5 @@ def test_default_schedules_exercise_every_mechanism() -> None:
     assert expected <= set(reasons), reasons
     for what in ("view_changes", "state_transfers", "restarts", "partitions"):
         assert totals[what] >= 10, totals
+    # reads answered without ordering, and reads that had to be ordered after all
+    assert totals["read_only"] >= 100 and totals["read_fallbacks"] >= 10, totals
