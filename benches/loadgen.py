@@ -11,7 +11,8 @@ completed), for benches whose phases last as long as they need.
 
     python benches/loadgen.py --config DIR/cluster.toml --clients 64 --duration 10 --out F
 
-`--rate R` runs the schedule of `node.client.load.run_load(rate_per_s=R)` instead of a closed loop.
+`--rate R` runs the schedule of `node.client.load.run_load(rate_per_s=R)` instead of a closed loop;
+`--read-ratio P` makes that share of the operations read-only gets.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ async def main(args: argparse.Namespace) -> dict:
                 request_timeout_s=args.request_timeout,
                 timeline=timeline,
                 rate_per_s=args.rate,
+                read_ratio=args.read_ratio,
             )
             nursery.cancel_scope.cancel()
 
@@ -81,6 +83,7 @@ def cli() -> None:
     parser.add_argument("--duration", type=float, required=True)
     parser.add_argument("--request-timeout", type=float, default=10.0)
     parser.add_argument("--rate", type=float, help="requests/s on a fixed schedule (open loop)")
+    parser.add_argument("--read-ratio", type=float, default=0.0, help="share of gets")
     parser.add_argument("--stop-file", help="stop early (and still report) once this exists")
     parser.add_argument("--out", required=True)
     parser.add_argument("--profile", help="write cProfile statistics of the clients here")

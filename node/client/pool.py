@@ -14,12 +14,14 @@ import logging
 import secrets
 from typing import Any
 
+import attrs
 import trio
 
 from node.app.kv import decode_result, encode_op
+from node.client.errors import ClientError, QuorumUnavailable, Refused
 from node.config import ClusterConfig, load_private_key, private_seed
 from node.protocol.codec import DecodeError, decode
-from node.protocol.crypto import Signer, client_mac_keys, sign_request
+from node.protocol.crypto import Signer, client_mac_keys, request_authenticator, sign_request
 from node.protocol.framing import request_frames
 from node.protocol.messages import ReadRequest, Reply, ReplyBatch, Request
 from node.protocol.messages import Refused as RefusedMsg
@@ -42,23 +44,6 @@ OVERLOADED = "overloaded"
 #: one goes to every replica: a primary that refuses everything would otherwise never
 #: be seen by the backups, whose view-change timers are the answer to a censoring primary
 MAX_OVERLOAD_STREAK = 3
-
-
-class ClientError(Exception):
-    """A request could not be completed (no f+1 matching replies in time)."""
-
-
-class Refused(ClientError):
-    """f+1 replicas refused the request at once; ``reason`` says why (``overloaded``:
-    more requests wait than the cluster can order in time; back off and retry)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class QuorumUnavailable(Refused):
-    """f+1 replicas said at once that they cannot reach a quorum."""
 
 
 class _Pending:
@@ -88,6 +73,10 @@ def _tally(replies: dict[int, bytes]) -> list[int]:
     for rid, result in replies.items():
         by_result.setdefault(result, []).append(rid)
     return max(by_result.values(), key=len, default=[])
+
+
+#: what an unsigned read carries in its signature field (replicas check its MAC instead)
+NO_SIGNATURE = bytes(64)
 
 
 class _Flush:
@@ -122,7 +111,8 @@ class ClientPool:
         self.view = 0
         self._links: dict[int, Any] = {}
         self._pending: dict[tuple[str, int], _Pending] = {}
-        self._outq: dict[int, _Flush] = {}  # requests about to leave, by replica
+        #: requests about to leave, by replica and kind (ordered or read-only)
+        self._outq: dict[tuple[int, type], _Flush] = {}
         self.retry_s: float = cfg.section("cluster")["request_timeout_s"]
         self._connected = trio.Event()
         self._overload_streak = 0
@@ -211,7 +201,7 @@ class ClientPool:
         ):
             pending.finish()  # a read no result can win now (it ran during a write)
 
-    async def _send(self, rid: int, request: Request) -> bool:
+    async def _send(self, rid: int, request: Request | ReadRequest) -> bool:
         """Send ``request`` to replica ``rid``; False if it could not go out.
 
         The first session to send to a replica yields once, so that every session woken
@@ -221,16 +211,17 @@ class ClientPool:
         link = self._links.get(rid)
         if link is None:
             return False
-        flush = self._outq.get(rid)
+        queue = (rid, type(request))  # ordered and read-only requests travel apart
+        flush = self._outq.get(queue)
         if flush is not None:
             flush.requests.append(request)
             await flush.done.wait()
             return request.key not in flush.failed
-        flush = self._outq[rid] = _Flush(request)
+        flush = self._outq[queue] = _Flush(request)
         try:
             await trio.lowlevel.cancel_shielded_checkpoint()
         finally:
-            del self._outq[rid]
+            del self._outq[queue]
             # shielded: a cancelled session must not drop the requests of the others (a
             # send waits at most the link's send timeout)
             with trio.CancelScope(shield=True):
@@ -298,22 +289,34 @@ class ClientPool:
         return pending.result
 
     async def read(self, session: str, timestamp: int, op: bytes, timeout_s: float) -> bytes | None:
-        """A read-only `op` sent to every replica, answered without ordering: the result
-        2f+1 replicas agree on within `timeout_s`, or None (they differ, or too few
-        answered: order the operation instead)."""
-        read = sign_request(ReadRequest(session, timestamp, op), self.signer, self.mac_keys)
-        pending = _Pending(2 * self.f + 1)
+        """A read-only `op` answered without ordering: sent to 2f+1 replicas (the rest
+        too if those do not agree within a quarter of `timeout_s`), the result 2f+1
+        replicas agree on within `timeout_s`, or None (they differ, or too few answered:
+        order the operation instead)."""
+        # Authenticated by its MAC vector alone, as PBFT authenticates requests: nothing
+        # is ordered, so no third party needs a signature (the client saves signing it)
+        unsigned = ReadRequest(session, timestamp, op, NO_SIGNATURE)
+        read = attrs.evolve(
+            unsigned, auth=request_authenticator(self.mac_keys, unsigned.payload_digest)
+        )
+        needed = 2 * self.f + 1
+        pending = _Pending(needed)
         self._pending[read.key] = pending
+        connected = sorted(self._links)
+        if connected:  # spread the reads: each session starts at another replica
+            start = (hash(session) + timestamp) % len(connected)
+            connected = connected[start:] + connected[:start]
         try:
             with trio.move_on_after(timeout_s):
-                for rid in list(self._links):
-                    link = self._links.get(rid)
-                    try:
-                        if link is not None:
-                            await link.send(read.wire)
-                    except TransportError:
-                        continue
-                await pending.wake.wait()
+                # 2f+1 replicas first; the others only if those do not agree soon
+                for rid in connected[:needed]:
+                    await self._send(rid, read)
+                with trio.move_on_after(timeout_s / 4):
+                    await pending.wake.wait()
+                if not pending.done:
+                    for rid in connected[needed:]:
+                        await self._send(rid, read)
+                    await pending.wake.wait()
         finally:
             del self._pending[read.key]
         return pending.result

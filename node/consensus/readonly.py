@@ -12,7 +12,8 @@ flight, a replica behind, a liar) make the client order the operation instead.
 Reads wait in a bounded ``ReadQueue`` in arrival order (the frontier they wait for never
 decreases, so the oldest is always answered first) and are answered after any step that
 executes, including state transfer; during a view change they simply wait. A read is
-authenticated like a request (this replica's MAC tag, else the signature); a read of an
+authenticated by this replica's MAC tag, else by its signature (the product's client
+sends reads with MACs only: nothing is ordered, so no third party needs a signature); a read of an
 operation the app cannot answer without changing state is rejected (``not_read_only``),
 and one beyond ``MAX_WAITING_READS`` is rejected as ``overloaded``. Reads are never
 recorded: they do not touch the client table, the log or the disk.

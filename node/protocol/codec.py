@@ -30,6 +30,7 @@ from node.protocol.messages import (
     Prepare,
     PreparedCert,
     PrePrepare,
+    ReadBatch,
     ReadRequest,
     Refused,
     Reply,
@@ -265,6 +266,7 @@ HEARTBEAT_ACK = _Struct(HeartbeatAck, [("sender", SENDER), ("nonce", U64)])
 
 REQUEST_BATCH = _Struct(RequestBatch, [("requests", _ListOf(REQUEST, MAX_BATCH))])
 REPLY_BATCH = _Struct(ReplyBatch, [("replies", _ListOf(REPLY, MAX_BATCH))])
+READ_BATCH = _Struct(ReadBatch, [("reads", _ListOf(READ_REQUEST, MAX_BATCH))])
 
 #: type tag -> field spec; tags are part of the wire format and never reused.
 TAGS: dict[int, _Struct] = {
@@ -285,6 +287,7 @@ TAGS: dict[int, _Struct] = {
     15: REPLY_BATCH,
     16: STATUS,
     17: READ_REQUEST,
+    18: READ_BATCH,
 }
 _BY_CLASS: dict[type, tuple[int, _Struct]] = {spec.cls: (tag, spec) for tag, spec in TAGS.items()}
 

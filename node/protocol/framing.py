@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from node.protocol.codec import MAX_BATCH
-from node.protocol.messages import Reply, ReplyBatch, Request, RequestBatch
+from node.protocol.messages import ReadBatch, ReadRequest, Reply, ReplyBatch, Request, RequestBatch
 
 #: msgpack overhead of a batch frame's envelope and list header (generous)
 _ENVELOPE = 16
@@ -30,7 +30,7 @@ def reply_size_bound(reply: Reply) -> int:
     return _REPLY_FIXED + len(reply.client) * 4 + len(reply.result)
 
 
-def request_size_bound(request: Request) -> int:
+def request_size_bound(request: Request | ReadRequest) -> int:
     return (
         _REQUEST_FIXED
         + len(request.client) * 4
@@ -72,6 +72,11 @@ def reply_frames(replies: Sequence[Reply], limit: int) -> list[bytes]:
     return [frame for frame, _ in _frames(replies, reply_size_bound, ReplyBatch, limit)]
 
 
-def request_frames(requests: Sequence[Request], limit: int) -> list[tuple[bytes, list[Request]]]:
-    """The frames that carry ``requests`` in order, each with the requests it carries."""
-    return _frames(requests, request_size_bound, RequestBatch, limit)
+def request_frames(
+    requests: Sequence[Request | ReadRequest], limit: int
+) -> list[tuple[bytes, list[Any]]]:
+    """The frames that carry ``requests`` in order, each with the requests it carries:
+    ``RequestBatch``es of ordered requests, ``ReadBatch``es of read-only ones (a list holds
+    one kind)."""
+    batch = ReadBatch if requests and type(requests[0]) is ReadRequest else RequestBatch
+    return _frames(requests, request_size_bound, batch, limit)

@@ -273,6 +273,13 @@ class RequestBatch(_Message):
 
 
 @attrs.frozen
+class ReadBatch(_Message):
+    """The read-only requests a client's sessions issue together, as one frame."""
+
+    reads: tuple[ReadRequest, ...]
+
+
+@attrs.frozen
 class ReplyBatch(_Message):
     """The replies of one core round for the sessions of one client connection."""
 
@@ -296,6 +303,7 @@ Message = (
     | Heartbeat
     | HeartbeatAck
     | RequestBatch
+    | ReadBatch
     | ReplyBatch
 )
 

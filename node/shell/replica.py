@@ -42,7 +42,7 @@ from node.consensus.recovery import recover
 from node.observability.http import serve_http
 from node.observability.metrics import ReplicaMetrics
 from node.protocol.crypto import Signer
-from node.protocol.messages import Heartbeat, HeartbeatAck, RequestBatch
+from node.protocol.messages import Heartbeat, HeartbeatAck, ReadBatch, RequestBatch
 from node.resilience import BreakerConfig, FallbackConfig, TimeoutConfig
 from node.shell import wiring
 from node.shell.admission import Admission
@@ -321,7 +321,10 @@ class Replica:
             self.metrics.inbox_dropped.labels(peer).inc()
 
     async def _on_client_frame(self, conn: Any, principal: str, msg: Any) -> None:
-        requests = msg.requests if type(msg) is RequestBatch else (msg,)
+        kind = type(msg)
+        requests = (
+            msg.requests if kind is RequestBatch else msg.reads if kind is ReadBatch else (msg,)
+        )
         for request in requests:
             if request.principal != principal:
                 self._on_invalid("client", "principal_mismatch")

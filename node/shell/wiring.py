@@ -13,7 +13,7 @@ from typing import Any
 
 from node.config import ClusterConfig
 from node.protocol import codec
-from node.protocol.messages import ReadRequest, Request, RequestBatch
+from node.protocol.messages import ReadBatch, ReadRequest, Request, RequestBatch
 from transport import TCP, Identity, LinkConfig, Listener, ListenerConfig, Network, PeerLink
 from transport.frames import Limits
 
@@ -78,7 +78,7 @@ def listener(
         on_client_frame=on_client_frame,
         on_invalid=on_invalid,
         peer_decoder=codec.decode,
-        client_decoder=codec.decoder_for(Request, RequestBatch, ReadRequest),
+        client_decoder=codec.decoder_for(Request, RequestBatch, ReadRequest, ReadBatch),
         config=ListenerConfig(
             host=host,
             port=port,

@@ -80,3 +80,55 @@ def test_an_ordered_request_keeps_waiting_on_differing_replies() -> None:
     for rid, result in enumerate((b"a", b"b", b"c")):
         pool._on_reply(rid, Reply(0, 1, "client/s", rid, result))
     assert not pending.done  # it retransmits instead; f+1 matching will come
+
+
+async def test_gets_and_puts_stay_linearizable_through_a_backup_and_a_primary_kill(
+    tmp_path, clock
+) -> None:
+    """Writers put increasing numbers; every read (read-only, or ordered after all) must
+    return at least the newest number whose put had completed before the read began, and
+    at most the newest whose put had begun before the read ended."""
+    keys = ("a", "b")
+    started = {k: 0 for k in keys}  # newest value whose put has begun
+    completed = {k: 0 for k in keys}  # newest value whose put has completed
+    problems: list[str] = []
+    reads = 0
+
+    async def writer(session: Session, key: str, stop: trio.Event) -> None:
+        value = 0
+        while not stop.is_set():
+            value += 1
+            started[key] = value
+            await session.invoke(op_put(key, str(value)), 30)
+            completed[key] = max(completed[key], value)
+
+    async def reader(session: Session, stop: trio.Event) -> None:
+        nonlocal reads
+        while not stop.is_set():
+            for key in keys:
+                low = completed[key]
+                status, value = decode_result(await session.query(op_get(key), 30))
+                got = int(value) if status == "ok" and value is not None else 0
+                if not low <= got <= started[key]:
+                    problems.append(f"{key}: read {got}, not in [{low}, {started[key]}]")
+                reads += 1
+
+    clock.rate = 1.0  # closed loops never idle: virtual time passes with real time
+    async with open_cluster(tmp_path) as cluster:
+        pool = await cluster.client()
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            for key in keys:
+                nursery.start_soon(writer, Session(pool), key, stop)
+            for _ in range(3):
+                nursery.start_soon(reader, Session(pool), stop)
+            await trio.sleep(1)
+            await cluster.kill(2)  # a backup
+            await trio.sleep(2)
+            await cluster.revive(2)
+            await trio.sleep(2)
+            await cluster.kill(0)  # the primary of view 0: the others change view
+            await trio.sleep(5)
+            stop.set()
+        assert max(cluster.status(r)["view"] for r in (1, 2, 3)) >= 1
+    assert problems == [] and reads > 100 and min(completed.values()) > 10

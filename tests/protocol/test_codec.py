@@ -53,7 +53,7 @@ def test_bad_version() -> None:
     assert reason(frame("1", 3, 0, 1, D, 2, SIG)) == "malformed"
 
 
-@pytest.mark.parametrize("tag", [0, 18, 99, -1, "prepare", None, 2.0])
+@pytest.mark.parametrize("tag", [0, 19, 99, -1, "prepare", None, 2.0])
 def test_unknown_type(tag) -> None:
     assert reason(frame(V, tag, 0, 1, D, 2, SIG)) == "unknown_type"
 

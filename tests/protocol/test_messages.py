@@ -20,6 +20,7 @@ from node.protocol.messages import (
     Prepare,
     PreparedCert,
     PrePrepare,
+    ReadBatch,
     ReadRequest,
     Refused,
     Reply,
@@ -52,6 +53,7 @@ def sample_messages() -> list:
     return [
         req,
         sign_message(ReadRequest("client/s1", 8, b"get"), CLIENT),
+        ReadBatch((sign_message(ReadRequest("client/s2", 2, b"get"), CLIENT),)),
         pp,
         prepares[0],
         _signed(Commit(2, 5, pp.digest, 1), 1),
