@@ -13,6 +13,7 @@ from .adversary import (
     Selective,
     Silent,
 )
+from .read_liars import StaleReads
 from .rulebreaker import RuleBreaker
 from .view_liars import LyingNewView, LyingViewChange, StaleViewChange
 
@@ -30,6 +31,7 @@ ADVERSARIES: dict[str, type[Adversary]] = {
         Selective,
         Garbage,
         RuleBreaker,
+        StaleReads,
     )
 }
 

@@ -19,7 +19,9 @@ view-change liars are in `view_liars.py`):
 - selective: as primary, pre-prepares to only 2f backups; no replies to clients;
 - garbage: mutates random fields of what it sends (often re-signed so they verify);
 - rule_breaker (`rulebreaker.py`): for each message type, validly signed messages a
-  correct replica must refuse, aimed where they can do harm.
+  correct replica must refuse, aimed where they can do harm;
+- stale_reads (`read_liars.py`): answers reads at once from unwaited state, sometimes
+  with a lie, and withholds its core's own answers.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ ALL_ADVERSARIES: tuple[str, ...] = (
     "selective",
     "garbage",
     "rule_breaker",
+    "stale_reads",
 )
 
 
