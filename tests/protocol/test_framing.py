@@ -6,7 +6,7 @@ import pytest
 
 from node.protocol import codec
 from node.protocol.framing import reply_frames, reply_size_bound, request_frames, request_size_bound
-from node.protocol.messages import Reply, ReplyBatch, Request, RequestBatch
+from node.protocol.messages import ReadBatch, ReadRequest, Reply, ReplyBatch, Request, RequestBatch
 from tests.consensus.core_helpers import make_request
 
 
@@ -79,3 +79,15 @@ def test_never_more_messages_in_a_frame_than_the_decoder_takes() -> None:
     frames = reply_frames(rs, 1 << 30)  # a frame limit raised far above the default
     assert len(frames) == 2
     assert unpack(frames, ReplyBatch, "replies") == rs  # every frame decodes
+
+
+def test_read_only_requests_share_a_read_batch_frame() -> None:
+    reads = [ReadRequest(f"client/r{i}", i, b"op", bytes(64)) for i in range(1, 4)]
+    frames = request_frames(reads, 1 << 20)
+    assert len(frames) == 1 and frames[0][1] == reads
+    decoded = codec.decode(frames[0][0])
+    assert type(decoded) is ReadBatch and decoded.reads == tuple(reads)
+    # a lone read keeps its own frame type, and the ordered kind never mixes in
+    assert type(codec.decode(request_frames(reads[:1], 1 << 20)[0][0])) is ReadRequest
+    ordered = request_frames([make_request("s", 1, b"op")] * 2, 1 << 20)
+    assert type(codec.decode(ordered[0][0])) is RequestBatch
