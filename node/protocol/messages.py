@@ -49,8 +49,24 @@ class _Message:
         return hashlib.sha256(self.payload).digest()
 
 
+class _SessionOp(_Message):
+    """What a client's ordered and read-only requests share: who signs, and their key."""
+
+    client: str
+    timestamp: int
+
+    @property
+    def principal(self) -> str:
+        """The key name that signs for this session (the part before the first ``/``)."""
+        return self.client.split("/", 1)[0]
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.client, self.timestamp)
+
+
 @attrs.frozen
-class Request(_Message):
+class Request(_SessionOp):
     """A client operation. ``client`` is the session string ``"<principal>/<session>"``.
 
     ``auth`` is the client's authenticator, one MAC per replica id (``crypto.py``). It is
@@ -64,18 +80,9 @@ class Request(_Message):
     signature: bytes = b""
     auth: tuple[bytes, ...] = attrs.field(default=(), eq=False)
 
-    @property
-    def principal(self) -> str:
-        """The key name that signs for this session (the part before the first ``/``)."""
-        return self.client.split("/", 1)[0]
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.client, self.timestamp)
-
 
 @attrs.frozen
-class ReadRequest(_Message):
+class ReadRequest(_SessionOp):
     """A read-only operation (PBFT's read-only optimisation): each replica answers it from
     its executed state without ordering it, and the client accepts 2f+1 matching replies
     (else it orders the operation as a ``Request``). Fields and signing as ``Request``;
@@ -86,14 +93,6 @@ class ReadRequest(_Message):
     operation: bytes
     signature: bytes = b""
     auth: tuple[bytes, ...] = attrs.field(default=(), eq=False)
-
-    @property
-    def principal(self) -> str:
-        return self.client.split("/", 1)[0]
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.client, self.timestamp)
 
 
 @attrs.frozen

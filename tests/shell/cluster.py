@@ -25,24 +25,12 @@ from node.config import ClusterConfig, init_cluster, load_config, load_private_k
 from node.shell.fault_modes import Fault
 from node.shell.replica import Replica
 from node.shell.status import status_dict
+from tests.integration.harness import FAST as PROCESS_FAST
 from tests.shell.memnet import MemoryNetwork
 
-FAST: dict[str, dict[str, Any]] = {
-    "cluster": {"request_timeout_s": 0.5},
-    "breaker": {
-        "failure_threshold": 3,
-        "open_timeout_s": 1.0,
-        "request_timeout_s": 1.0,
-        "max_open_timeout_s": 2.0,
-    },
-    "timeout": {"min_s": 0.05, "max_s": 1.0},
-    "consensus": {
-        "checkpoint_interval": 20,
-        "watermark_window": 80,
-        "view_change_timeout_s": 1.5,
-    },
-    "transport": {"keepalive_interval_s": 0.25, "keepalive_timeout_s": 1.0},
-}
+#: the real-process tests' short timeouts, with a view-change timeout that leaves room for
+#: the heartbeats to notice a dead primary first
+FAST = {**PROCESS_FAST, "consensus": {**PROCESS_FAST["consensus"], "view_change_timeout_s": 1.5}}
 
 
 class MemoryCluster:
