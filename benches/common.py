@@ -112,6 +112,7 @@ async def run_loadgen(
     request_timeout: float = 10.0,
     rate: float | None = None,
     read_ratio: float = 0.0,
+    value_bytes: int = 0,
     stop_file: Path | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> dict[str, Any]:
@@ -137,6 +138,8 @@ async def run_loadgen(
         cmd += ["--rate", str(rate)]
     if read_ratio:
         cmd += ["--read-ratio", str(read_ratio)]
+    if value_bytes:
+        cmd += ["--value-bytes", str(value_bytes)]
     if stop_file is not None:
         cmd += ["--stop-file", str(stop_file)]
     try:

@@ -50,6 +50,7 @@ async def main(args: argparse.Namespace) -> dict:
                 timeline=timeline,
                 rate_per_s=args.rate,
                 read_ratio=args.read_ratio,
+                value_bytes=args.value_bytes,
             )
             nursery.cancel_scope.cancel()
 
@@ -84,6 +85,7 @@ def cli() -> None:
     parser.add_argument("--request-timeout", type=float, default=10.0)
     parser.add_argument("--rate", type=float, help="requests/s on a fixed schedule (open loop)")
     parser.add_argument("--read-ratio", type=float, default=0.0, help="share of gets")
+    parser.add_argument("--value-bytes", type=int, default=0, help="size of each put's value")
     parser.add_argument("--stop-file", help="stop early (and still report) once this exists")
     parser.add_argument("--out", required=True)
     parser.add_argument("--profile", help="write cProfile statistics of the clients here")

@@ -46,12 +46,14 @@ class _Run:
         rate_per_s: float | None,
         timeline: list[tuple[float, float]] | None,
         read_ratio: float = 0.0,
+        value_bytes: int = 0,
     ) -> None:
         self.pool = pool
         self.request_timeout_s = request_timeout_s
         self.rate_per_s = rate_per_s
         self.timeline = timeline
         self.read_ratio = read_ratio
+        self.padding = "x" * value_bytes  # the values written are this long (0: short)
         self.latencies: list[float] = []
         self.errors = 0
         self.refused = 0
@@ -82,6 +84,8 @@ class _Run:
         key = f"load-{i}-{n % 1000}"
         if self.read_ratio and rng.random() < self.read_ratio:
             return op_get(key), True
+        if self.padding:
+            return op_put(key, f"{n}:{self.padding}"[: len(self.padding)]), False
         return op_put(key, f"v{n}"), False
 
     async def client(self, i: int) -> None:
@@ -127,6 +131,7 @@ async def run_load(
     rate_per_s: float | None = None,
     read_ratio: float = 0.0,
     network: Network = TCP,
+    value_bytes: int = 0,
 ) -> dict[str, Any]:
     """Run the load; return the summary dict. `timeline` collects (time, latency) pairs."""
     if clients < 1:
@@ -138,7 +143,9 @@ async def run_load(
     if not 0.0 <= read_ratio <= 1.0:
         raise UserError("--read-ratio must be between 0 and 1")
     pool = ClientPool(cfg, network=network)
-    run = _Run(pool, request_timeout_s, rate_per_s, timeline, read_ratio)
+    if value_bytes < 0:
+        raise UserError("the value size must be >= 0")
+    run = _Run(pool, request_timeout_s, rate_per_s, timeline, read_ratio, value_bytes)
     async with trio.open_nursery() as nursery:
         await nursery.start(pool.run)
         with trio.move_on_after(10):

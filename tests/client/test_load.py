@@ -60,3 +60,13 @@ def test_cpu_seconds_is_read_from_a_replicas_metrics_page() -> None:
     value = cpu_seconds(page)
     assert value is not None and value > 0  # this test process has used some CPU
     assert cpu_seconds("# nothing here\nbft_view 3\n") is None
+
+
+async def test_values_of_the_size_asked_for(tmp_path, clock) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        summary = await run_load(
+            cluster.cfg, 2, 1.0, rate_per_s=10, value_bytes=1000, network=cluster.net
+        )
+        assert summary["ops"] == 10
+        stored = cluster.replicas[0].core._exec.app._data
+        assert stored and {len(v) for v in stored.values()} == {1000}

@@ -94,4 +94,3 @@ def test_prepared_top_survives_recovery() -> None:
     net.crash(2)
     net.recover(2, cfg)
     assert net.cores[2]._log.prepared_top == top >= 3
-
