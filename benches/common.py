@@ -7,6 +7,7 @@ Everything binds 127.0.0.1 only, and every wait is bounded.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -245,6 +246,35 @@ def write_results(name: str, data: Mapping[str, Any], markdown: str) -> tuple[Pa
     json_path.write_text(json.dumps(data, indent=2) + "\n")
     md_path.write_text(markdown.rstrip() + "\n")
     return json_path, md_path
+
+
+def round_options(doc: str, rounds: int) -> argparse.Namespace:
+    """The options of the benches that go through their points in rounds."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 s runs instead of 6 s")
+    parser.add_argument("--rounds", type=int, default=rounds, help=f"rounds (default {rounds})")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    return parser.parse_args()
+
+
+def run_bounded(bench: Any, args: argparse.Namespace, limit_s: float) -> dict[str, Any]:
+    """`trio.run(bench, args)`, failing after `limit_s` seconds."""
+
+    async def bounded() -> dict[str, Any]:
+        with trio.fail_after(limit_s):
+            return await bench(args)
+
+    return trio.run(bounded)
+
+
+def report(
+    name: str, title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]], out: Any
+) -> list[Path]:
+    """Print the table, write `name`.json and `name`.md; the paths written."""
+    print()
+    print(text_table(headers, rows))
+    md = f"# {title}\n\n{markdown_table(headers, rows)}\n"
+    return list(write_results(name, out, md))
 
 
 def pyplot() -> Any:

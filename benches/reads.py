@@ -21,17 +21,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import trio
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    markdown_table,
     process_cpu_s,
+    report,
+    round_options,
+    run_bounded,
     run_loadgen,
     running_cluster,
-    text_table,
-    write_results,
 )
 
 CLIENTS = (256, 512)
@@ -139,23 +137,12 @@ def table_rows(out: dict[str, Any]) -> list[list[Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 s runs instead of 6 s")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object last")
-    args = parser.parse_args()
-
-    async def bounded() -> dict[str, Any]:
-        with trio.fail_after(900):
-            return await bench(args)
-
-    out = trio.run(bounded)
-    print()
-    print(text_table(HEADERS, table_rows(out)))
+    args = round_options(__doc__, rounds=3)
+    out = run_bounded(bench, args, 900)
+    paths = report("reads", "Reads against writes", HEADERS, table_rows(out), out)
     for t in out["targets"]:
         print(f"{'MET    ' if t['met'] else 'NOT MET'}  {t['target']}: {t['measured']}")
-    md = f"# Reads against writes\n\n{markdown_table(HEADERS, table_rows(out))}\n"
-    for path in write_results("reads", out, md):
+    for path in paths:
         print(f"wrote {path}")
     if args.json:
         print(json.dumps({k: v for k, v in out.items() if k != "runs"}))

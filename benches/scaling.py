@@ -26,19 +26,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import trio
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     RESULTS,
-    markdown_table,
     process_cpu_s,
     pyplot,
+    report,
+    round_options,
+    run_bounded,
     run_loadgen,
     running_cluster,
-    text_table,
-    write_results,
 )
 
 CLIENTS = 256
@@ -132,21 +130,9 @@ def table_rows(out: dict[str, Any]) -> list[list[Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 s runs instead of 6 s")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds of every point")
-    parser.add_argument("--json", action="store_true", help="print one JSON object last")
-    args = parser.parse_args()
-
-    async def bounded() -> dict[str, Any]:
-        with trio.fail_after(1500):
-            return await bench(args)
-
-    out = trio.run(bounded)
-    print()
-    print(text_table(HEADERS, table_rows(out)))
-    md = f"# How the cost grows\n\n{markdown_table(HEADERS, table_rows(out))}\n"
-    paths = list(write_results("scaling", out, md))
+    args = round_options(__doc__, rounds=2)
+    out = run_bounded(bench, args, 1500)
+    paths = report("scaling", "How the cost grows", HEADERS, table_rows(out), out)
     paths.append(plot(out["medians"], "replicas", ("value_bytes", 100), "scaling_replicas"))
     paths.append(plot(out["medians"], "value_bytes", ("replicas", 4), "scaling_values"))
     for path in paths:
