@@ -54,7 +54,6 @@ class MemoryNetwork:
         self._inboxes: dict[tuple[str, int], trio.MemorySendChannel[trio.abc.Stream]] = {}
         self._names: dict[tuple[str, int], str] = {}
         self._cuts: set[frozenset[str]] = set()
-        self.dials = 0
 
     def cut(self, a: str, b: str) -> None:
         self._cuts.add(frozenset((a, b)))
@@ -77,7 +76,6 @@ class MemoryNetwork:
                 inbox.send_nowait(_Wire(far, lambda: self.is_cut(src, dst)))
             except (trio.WouldBlock, trio.BrokenResourceError):
                 raise ConnectionRefusedError(f"{host}:{port}: backlog full") from None
-            self.dials += 1
             return _Wire(near, lambda: self.is_cut(src, dst))
 
         return dial
