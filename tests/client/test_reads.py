@@ -9,7 +9,7 @@ import trio
 import trio.testing
 
 from node.app.kv import decode_result, op_get, op_put
-from node.client.pool import ClientPool, Session, _Pending
+from node.client.pool import ClientError, ClientPool, Session, _Pending
 from node.protocol.messages import Reply
 from tests.shell.cluster import open_cluster
 
@@ -87,11 +87,13 @@ async def test_gets_and_puts_stay_linearizable_through_a_backup_and_a_primary_ki
 ) -> None:
     """Writers put increasing numbers; every read (read-only, or ordered after all) must
     return at least the newest number whose put had completed before the read began, and
-    at most the newest whose put had begun before the read ended."""
+    at most the newest whose put had begun before the read ended. A call that times out
+    completes nothing and is only recorded: this test is about the values, not liveness."""
     keys = ("a", "b")
     started = {k: 0 for k in keys}  # newest value whose put has begun
     completed = {k: 0 for k in keys}  # newest value whose put has completed
     problems: list[str] = []
+    stalls: list[str] = []  # calls that timed out (liveness, which other tests check)
     reads = 0
 
     async def writer(session: Session, key: str, stop: trio.Event) -> None:
@@ -99,7 +101,11 @@ async def test_gets_and_puts_stay_linearizable_through_a_backup_and_a_primary_ki
         while not stop.is_set():
             value += 1
             started[key] = value
-            await session.invoke(op_put(key, str(value)), 30)
+            try:
+                await session.invoke(op_put(key, str(value)), 10)
+            except ClientError:  # not completed: it may still take effect, within bounds
+                stalls.append(f"put {key}={value}")
+                continue
             completed[key] = max(completed[key], value)
 
     async def reader(session: Session, stop: trio.Event) -> None:
@@ -107,7 +113,12 @@ async def test_gets_and_puts_stay_linearizable_through_a_backup_and_a_primary_ki
         while not stop.is_set():
             for key in keys:
                 low = completed[key]
-                status, value = decode_result(await session.query(op_get(key), 30))
+                try:
+                    result = await session.query(op_get(key), 10)
+                except ClientError:
+                    stalls.append(f"get {key}")
+                    continue
+                status, value = decode_result(result)
                 got = int(value) if status == "ok" and value is not None else 0
                 if not low <= got <= started[key]:
                     problems.append(f"{key}: read {got}, not in [{low}, {started[key]}]")
@@ -131,4 +142,4 @@ async def test_gets_and_puts_stay_linearizable_through_a_backup_and_a_primary_ki
             await trio.sleep(5)
             stop.set()
         assert max(cluster.status(r)["view"] for r in (1, 2, 3)) >= 1
-    assert problems == [] and reads > 100 and min(completed.values()) > 10
+    assert problems == [] and reads > 100 and min(completed.values()) > 10, stalls
