@@ -87,13 +87,13 @@ async def test_gets_and_puts_stay_linearizable_through_a_backup_and_a_primary_ki
 ) -> None:
     """Writers put increasing numbers; every read (read-only, or ordered after all) must
     return at least the newest number whose put had completed before the read began, and
-    at most the newest whose put had begun before the read ended. A call that times out
-    completes nothing and is only recorded: this test is about the values, not liveness."""
+    at most the newest whose put had begun before the read ended (a call that times out is
+    only recorded: this test is about values, not liveness)."""
     keys = ("a", "b")
     started = {k: 0 for k in keys}  # newest value whose put has begun
     completed = {k: 0 for k in keys}  # newest value whose put has completed
     problems: list[str] = []
-    stalls: list[str] = []  # calls that timed out (liveness, which other tests check)
+    stalls: list[str] = []  # calls that timed out
     reads = 0
 
     async def writer(session: Session, key: str, stop: trio.Event) -> None:
