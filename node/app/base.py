@@ -3,6 +3,12 @@
 An ``App`` must be deterministic: the same operations in the same order give the same
 results, digests and snapshots on every replica. ``apply`` never raises on a bad operation;
 it returns an error result instead (the operation still counts as executed).
+
+Tentative execution (the core runs a prepared batch before it commits) needs one
+savepoint: ``savepoint`` starts recording what ``apply`` changes, ``rollback`` undoes
+every change since (the state, digest and snapshot are then exactly as at the savepoint),
+``release`` keeps the changes and stops recording, ``savepoint_digest`` is the digest as at
+the savepoint (what the status page reports). ``restore`` drops a savepoint.
 """
 
 from __future__ import annotations
@@ -31,4 +37,21 @@ class App(Protocol):
 
     def restore(self, snapshot: bytes) -> None:
         """Replace the state with a ``snapshot()``; raise ``ValueError`` if malformed."""
+        ...
+
+    def savepoint(self) -> None:
+        """Start recording changes (at most one savepoint at a time)."""
+        ...
+
+    def rollback(self) -> None:
+        """Undo every change since the savepoint, and drop it."""
+        ...
+
+    def release(self) -> None:
+        """Keep the changes since the savepoint, and drop it."""
+        ...
+
+    def savepoint_digest(self) -> bytes:
+        """``digest()`` of the state as at the open savepoint (the current one if none is
+        open), changing nothing."""
         ...

@@ -125,6 +125,21 @@ def decode_result(result: bytes) -> tuple[str, bytes | None]:
     return parts[0], parts[1]
 
 
+def _digest_of(snapshot: bytes) -> bytes:
+    return hashlib.sha256(b"bft-kv/2" + snapshot).digest()
+
+
+def _encode_all(data: dict[bytes, bytes], buckets: int) -> bytes:
+    """The snapshot of ``data`` spread over ``buckets`` buckets."""
+    by_bucket: dict[int, list[bytes]] = {}
+    for key in data:
+        by_bucket.setdefault(bucket_of(key, buckets), []).append(key)
+    wires = [_EMPTY_BUCKET] * buckets
+    for index, keys in by_bucket.items():
+        wires[index] = msgpack.packb([(k, data[k]) for k in sorted(keys)])
+    return _header(buckets) + b"".join(wires)
+
+
 class KVStore:
     """In-memory deterministic key-value store implementing ``App``."""
 
@@ -137,6 +152,9 @@ class KVStore:
         self._keys: dict[int, set[bytes]] = {}
         self._wires: list[bytes] = [_EMPTY_BUCKET] * MIN_BUCKETS
         self._dirty_buckets: set[int] = set()
+        #: while a savepoint is open: (key, value before the change or None), in order
+        self._journal: list[tuple[bytes, bytes | None]] | None = None
+        self._journal_buckets = MIN_BUCKETS
 
     def __len__(self) -> int:
         return len(self._data)
@@ -156,22 +174,33 @@ class KVStore:
 
     def _set(self, key: bytes, value: bytes) -> None:
         data = self._data
-        if key not in data:
-            if len(data) >= KEYS_PER_BUCKET * self._buckets and self._buckets < MAX_BUCKETS:
+        old = data.get(key)
+        if old == value:
+            return
+        if self._journal is not None:
+            self._journal.append((key, old))
+        if old is None and len(data) >= KEYS_PER_BUCKET * self._buckets:
+            if self._buckets < MAX_BUCKETS:
                 self._rebucket(min(MAX_BUCKETS, self._buckets * 4))
-            bucket = bucket_of(key, self._buckets)
+        self._place(key, value)
+
+    def _place(self, key: bytes, value: bytes) -> None:
+        """Store ``key`` in its bucket (no growth, no journal)."""
+        bucket = bucket_of(key, self._buckets)
+        if key not in self._data:
             keys = self._keys.get(bucket)
             if keys is None:
                 keys = self._keys[bucket] = set()
             keys.add(key)
-        elif data[key] == value:
-            return
-        else:
-            bucket = bucket_of(key, self._buckets)
-        data[key] = value
+        self._data[key] = value
         self._changed(bucket)
 
     def _delete(self, key: bytes) -> None:
+        if self._journal is not None:
+            self._journal.append((key, self._data[key]))
+        self._remove(key)
+
+    def _remove(self, key: bytes) -> None:
         del self._data[key]
         bucket = bucket_of(key, self._buckets)
         keys = self._keys[bucket]
@@ -179,6 +208,68 @@ class KVStore:
         if not keys:
             del self._keys[bucket]
         self._changed(bucket)
+
+    # --- one savepoint, for tentative execution (see node.app.base) ---------------------
+
+    def savepoint(self) -> None:
+        if self._journal is not None:
+            raise RuntimeError("a savepoint is already open")
+        self._journal = []
+        self._journal_buckets = self._buckets
+
+    def rollback(self) -> None:
+        journal = self._journal
+        if journal is None:
+            raise RuntimeError("no savepoint to roll back to")
+        self._journal = None
+        if self._buckets != self._journal_buckets:
+            self._rebucket(self._journal_buckets)  # growth follows history: undo it too
+        for key, old in reversed(journal):
+            if old is None:
+                self._remove(key)
+            else:
+                self._place(key, old)
+
+    def release(self) -> None:
+        if self._journal is None:
+            raise RuntimeError("no savepoint to release")
+        self._journal = None
+
+    def savepoint_digest(self) -> bytes:
+        """The digest of the state as at the open savepoint (``digest()`` if none is
+        open), without undoing anything: the buckets the journal touched are encoded
+        from their values before it."""
+        journal = self._journal
+        if not journal:
+            return self.digest()
+        before: dict[bytes, bytes | None] = {}
+        for key, old in journal:
+            before.setdefault(key, old)
+        buckets = self._journal_buckets
+        if buckets != self._buckets:  # grew inside the savepoint (rare): encode it all
+            data = dict(self._data)
+            for key, old in before.items():
+                if old is None:
+                    data.pop(key, None)
+                else:
+                    data[key] = old
+            return _digest_of(_encode_all(data, buckets))
+        self.snapshot()  # every bucket's cached encoding is current
+        wires = list(self._wires)
+        by_bucket: dict[int, list[bytes]] = {}
+        for key in before:
+            by_bucket.setdefault(bucket_of(key, buckets), []).append(key)
+        data = self._data
+        for index, changed in by_bucket.items():
+            values = {k: data[k] for k in self._keys.get(index, ())}
+            for key in changed:
+                old = before[key]
+                if old is None:
+                    values.pop(key, None)
+                else:
+                    values[key] = old
+            wires[index] = msgpack.packb(sorted(values.items())) if values else _EMPTY_BUCKET
+        return _digest_of(_header(buckets) + b"".join(wires))
 
     def _rebucket(self, buckets: int) -> None:
         """Spread the keys over ``buckets`` buckets (every bucket is encoded again)."""
@@ -248,7 +339,7 @@ class KVStore:
 
     def digest(self) -> bytes:
         if self._digest is None:
-            self._digest = hashlib.sha256(b"bft-kv/2" + self.snapshot()).digest()
+            self._digest = _digest_of(self.snapshot())
         return self._digest
 
     def restore(self, snapshot: bytes) -> None:
@@ -293,3 +384,4 @@ class KVStore:
         self._dirty_buckets = set()
         self._snapshot = encoded
         self._digest = None
+        self._journal = None

@@ -1,6 +1,7 @@
 """The client: signs requests and adds their authenticator (one MAC per replica), sends
 them to the primary (to all after a timeout), and accepts a result once f+1 replicas send
-matching replies.
+matching committed replies or 2f+1 send matching replies of either kind (tentative ones
+included, ``node.client.decide``).
 
 A `ClientPool` keeps one authenticated connection to every replica for one principal and
 routes replies to waiting requests; many `Session`s (logical clients with their own
@@ -18,6 +19,7 @@ import attrs
 import trio
 
 from node.app.kv import decode_result, encode_op
+from node.client.decide import decided, most_common
 from node.client.errors import ClientError, QuorumUnavailable, Refused
 from node.config import ClusterConfig, load_private_key, private_seed
 from node.protocol.codec import DecodeError, decode
@@ -49,13 +51,24 @@ MAX_OVERLOAD_STREAK = 3
 class _Pending:
     """Replies collected for one outstanding request."""
 
-    __slots__ = ("done", "needed", "refusals", "replies", "result", "target", "view", "wake")
+    __slots__ = (
+        "committed",
+        "done",
+        "read_only",
+        "refusals",
+        "replies",
+        "result",
+        "target",
+        "view",
+        "wake",
+    )
 
-    def __init__(self, needed: int) -> None:
-        self.needed = needed  # matching replies that decide: f+1, or 2f+1 for a read
-        self.replies: dict[int, bytes] = {}
+    def __init__(self, read_only: bool) -> None:
+        self.read_only = read_only  # decided by 2f+1 matching replies alone
+        self.replies: dict[int, bytes] = {}  # each replica's latest reply
+        self.committed: dict[int, bytes] = {}  # ... and its latest committed one
         self.refusals: dict[int, str] = {}
-        self.done = False  # f+1 matching replies, or f+1 refusals
+        self.done = False  # decided (``decide.decided``), or f+1 refusals
         self.wake = trio.Event()  # done, or the connection to `target` was lost
         self.result: bytes | None = None
         self.view = 0
@@ -65,14 +78,6 @@ class _Pending:
     def finish(self) -> None:
         self.done = True
         self.wake.set()
-
-
-def _tally(replies: dict[int, bytes]) -> list[int]:
-    """The replicas behind the most common result among `replies`."""
-    by_result: dict[bytes, list[int]] = {}
-    for rid, result in replies.items():
-        by_result.setdefault(result, []).append(rid)
-    return max(by_result.values(), key=len, default=[])
 
 
 #: what an unsigned read carries in its signature field (replicas check its MAC instead)
@@ -191,13 +196,14 @@ class ClientPool:
         if pending is None or pending.done:
             return
         pending.replies[rid] = msg.result
-        matching = [r for r in pending.replies.values() if r == msg.result]
-        if len(matching) >= pending.needed:
+        if not msg.tentative:
+            pending.committed[rid] = msg.result
+        if decided(pending.replies, pending.committed, msg.result, self.f, pending.read_only):
             pending.result = msg.result
             self.view = max(self.view, msg.view)
             pending.finish()
-        elif pending.needed > self.f + 1 and (
-            len(_tally(pending.replies)) + self.n - len(pending.replies) < pending.needed
+        elif pending.read_only and (
+            most_common(pending.replies) + self.n - len(pending.replies) < 2 * self.f + 1
         ):
             pending.finish()  # a read no result can win now (it ran during a write)
 
@@ -245,7 +251,7 @@ class ClientPool:
     async def invoke(self, session: str, timestamp: int, op: bytes, timeout_s: float) -> bytes:
         """Run one signed request to completion; return the agreed result bytes."""
         request = sign_request(Request(session, timestamp, op), self.signer, self.mac_keys)
-        pending = _Pending(self.f + 1)
+        pending = _Pending(read_only=False)
         key = (session, timestamp)
         self._pending[key] = pending
         retry_s = self.retry_s
@@ -300,7 +306,7 @@ class ClientPool:
             unsigned, auth=request_authenticator(self.mac_keys, unsigned.payload_digest)
         )
         needed = 2 * self.f + 1
-        pending = _Pending(needed)
+        pending = _Pending(read_only=True)
         self._pending[read.key] = pending
         connected = sorted(self._links)
         if connected:  # spread the reads: each session starts at another replica

@@ -47,6 +47,13 @@ class ClientTable:
     def record(self, client: str, timestamp: int, result: bytes) -> None:
         self._last[client] = (timestamp, result)
 
+    def restore_row(self, client: str, row: tuple[int, bytes] | None) -> None:
+        """Put back a row as it was (None: the client had no row): undoing a batch."""
+        if row is None:
+            self._last.pop(client, None)
+        else:
+            self._last[client] = row
+
     def to_wire(self) -> list[list[Any]]:
         return [[c, ts, result] for c, (ts, result) in sorted(self._last.items())]
 

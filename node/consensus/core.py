@@ -63,6 +63,7 @@ from node.consensus.reports import PeerReports
 from node.consensus.requests import RequestMixin
 from node.consensus.rules import Rules
 from node.consensus.sync import SyncMixin
+from node.consensus.tentative import TentativeMixin
 from node.consensus.transfer import CheckpointMixin
 from node.consensus.views import ViewChangeMixin
 from node.consensus.viewstate import ViewChanges, ViewState
@@ -83,7 +84,13 @@ from node.protocol.messages import (
 
 
 class ReplicaCore(
-    NormalCaseMixin, RequestMixin, ReadOnlyMixin, CheckpointMixin, ViewChangeMixin, SyncMixin
+    NormalCaseMixin,
+    RequestMixin,
+    TentativeMixin,
+    ReadOnlyMixin,
+    CheckpointMixin,
+    ViewChangeMixin,
+    SyncMixin,
 ):
     def __init__(
         self,
@@ -153,8 +160,15 @@ class ReplicaCore(
 
     @property
     def state_digest(self) -> bytes:
-        """The app digest after ``last_executed``."""
-        return self._exec.app.digest()
+        """The app digest after ``last_executed`` (without a tentative batch)."""
+        app = self._exec.app
+        return app.savepoint_digest() if self._exec.tentative is not None else app.digest()
+
+    @property
+    def tentative_seq(self) -> int | None:
+        """The sequence number executed tentatively (prepared, not committed), if any."""
+        held = self._exec.tentative
+        return held.seq if held is not None else None
 
     @property
     def app(self) -> App:

@@ -109,6 +109,16 @@ class Executed:
 
 
 @attrs.frozen
+class RolledBack:
+    """The batch executed tentatively at ``seq`` in ``view`` was undone: ``reason`` is
+    ``view_change`` or ``other_batch_committed``."""
+
+    seq: int
+    view: int
+    reason: str
+
+
+@attrs.frozen
 class ViewChanged:
     view: int
     primary: int
@@ -166,6 +176,7 @@ Action = (
     | CancelTimer
     | FetchState
     | Executed
+    | RolledBack
     | ViewChanged
     | ViewChangeStarted
     | CheckpointStable
@@ -176,6 +187,7 @@ Action = (
 #: Actions that only inform (metrics, logs); the protocol works if the shell ignores them.
 INFORMATIONAL: tuple[type, ...] = (
     Executed,
+    RolledBack,
     ViewChanged,
     ViewChangeStarted,
     CheckpointStable,

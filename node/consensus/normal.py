@@ -182,6 +182,7 @@ class NormalCaseMixin:
                 self._persist(MessageRecord(commit))
                 self._broadcast(commit)
         self._check_committed(slot)
+        self._try_tentative()
 
     def _check_committed(self: ReplicaCore, slot: Slot) -> None:
         """Committed: the pre-prepare and 2f + 1 matching commits of its view. Those prove
@@ -221,6 +222,7 @@ class NormalCaseMixin:
             self._refresh_request_timer()
             if self.cfg.max_in_flight and self._proposer:
                 self._cut_batches(force=False)  # a batch left the pipeline: room for the next
+        self._try_tentative()
 
     def _take_checkpoint(self: ReplicaCore) -> None:
         seq = self.last_executed

@@ -24,6 +24,8 @@ class CoreConfig:
     ``max_pending`` bounds the requests a replica tracks while they wait to be ordered.
     Every ``status_interval_s`` a replica sends its peers a ``Status`` (0 turns that off:
     then a replica that fell behind learns it only from checkpoints and view changes).
+    ``tentative_execution`` runs a batch (and replies) once it prepared, before it commits
+    (``tentative.py``); off, replicas reply only after commit.
     """
 
     n: int = 4
@@ -36,6 +38,7 @@ class CoreConfig:
     max_pending: int = 100_000
     max_in_flight: int = 0
     status_interval_s: float = 1.0
+    tentative_execution: bool = True
 
     def __attrs_post_init__(self) -> None:
         if self.f < 0 or self.n < 3 * self.f + 1:
@@ -51,5 +54,7 @@ class CoreConfig:
             raise ValueError("batch_timeout_s must be >= 0")
         if self.max_in_flight < 0:
             raise ValueError("max_in_flight must be >= 0")
+        if type(self.tentative_execution) is not bool:
+            raise ValueError("tentative_execution must be true or false")
         if self.status_interval_s < 0:
             raise ValueError("status_interval_s must be >= 0")

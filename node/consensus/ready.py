@@ -32,6 +32,7 @@ from node.consensus.events import (
     Persist,
     Rejected,
     ReplyToClient,
+    RolledBack,
     Send,
     SnapshotTaken,
     StartTimer,
@@ -44,6 +45,7 @@ Message = Send | Broadcast
 TimerAction = StartTimer | CancelTimer
 Note = (
     Executed
+    | RolledBack
     | FetchState
     | ViewChanged
     | ViewChangeStarted
@@ -56,6 +58,7 @@ _MESSAGES = (Send, Broadcast)
 _TIMERS = (StartTimer, CancelTimer)
 _NOTES = (
     Executed,
+    RolledBack,
     FetchState,
     ViewChanged,
     ViewChangeStarted,

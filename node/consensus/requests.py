@@ -64,8 +64,12 @@ class RequestMixin:
             return
         status = self._exec.clients.classify(req.client, req.timestamp)
         if status != NEW:
-            if status == RETRANSMISSION and from_client:
-                self._resend_reply(req.client)
+            if status == RETRANSMISSION:
+                if from_client:
+                    self._resend_reply(req.client)
+                held = self._exec.tentative
+                if held is not None and req.client in held.rows:
+                    self._wait_for_commit(req)
             return
         held = self._pending.get(req.client)
         if held is not None and held.timestamp > req.timestamp:
@@ -87,11 +91,27 @@ class RequestMixin:
         elif from_client:
             self._emit(Send(self.primary, req))
 
+    def _wait_for_commit(self: ReplicaCore, req: Request) -> None:
+        """``req`` ran tentatively: it waits (and arms the view-change timer) until its
+        batch commits, as a request not yet ordered would."""
+        held = self._pending.get(req.client)
+        if held is None:
+            if len(self._pending) >= self.cfg.max_pending:
+                return
+            self._pending[req.client] = req
+        elif held.timestamp < req.timestamp:
+            self._pending[req.client] = req
+        if not self._vs.changing and not self._timers.get(VIEW_CHANGE_TIMER):
+            self._arm_request_timers()
+
     def _resend_reply(self: ReplicaCore, client: str) -> None:
         cached = self._exec.clients.cached(client)
         if cached is not None:
             ts, result = cached
-            self._emit(ReplyToClient(client, Reply(self.view, ts, client, self.me, result)))
+            held = self._exec.tentative
+            tentative = held is not None and client in held.rows
+            reply = Reply(self.view, ts, client, self.me, result, tentative)
+            self._emit(ReplyToClient(client, reply))
 
     def _cut_batches(self: ReplicaCore, force: bool) -> None:
         """Primary: turn queued requests into pre-prepares while the window allows."""
@@ -165,18 +185,28 @@ class RequestMixin:
                 break
             self._emit(Send(primary, req))
 
-    def _execute(self: ReplicaCore, pp: PrePrepare) -> None:
+    def _run_batch(self: ReplicaCore, pp: PrePrepare, tentative: bool) -> None:
+        """Run ``pp``'s batch and reply; a tentative run keeps its requests pending (they
+        are forgotten when it commits, ``tentative.py``) and is not ``Executed`` yet."""
         executed = 0
         view, me = self.view, self.me
-        for out in self._exec.execute(pp):
+        for out in self._exec.execute(pp, tentative):
             if out.result is not None:
                 executed += 1
-                reply = Reply(view, out.timestamp, out.client, me, out.result)
+                reply = Reply(view, out.timestamp, out.client, me, out.result, tentative)
                 self._emit(ReplyToClient(out.client, reply))
             elif out.retransmission:
                 self._resend_reply(out.client)
-            self._forget_request(out.client, out.timestamp)
-        self._emit(Executed(pp.seq, pp.view, pp.digest, executed))
+            if not tentative:
+                self._forget_request(out.client, out.timestamp)
+        if not tentative:
+            self._emit(Executed(pp.seq, pp.view, pp.digest, executed))
+            return
+        ran = self._exec.tentative
+        assert ran is not None
+        for req in pp.batch:  # even a backup that saw them only in the pre-prepare
+            if req.client in ran.rows:
+                self._wait_for_commit(req)
 
     def _forget_request(self: ReplicaCore, client: str, ts: int) -> None:
         held = self._pending.get(client)

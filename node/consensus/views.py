@@ -63,6 +63,7 @@ class ViewChangeMixin:
         if not self._vs.begin(new_view):
             return
         self._emit(ViewChangeStarted(old_view, new_view, reason))
+        self._undo_tentative("view_change")
         self._proposer.reset()
         self._cancel_timer(BATCH_TIMER)
         stable = self._ckpt.stable_seq

@@ -121,6 +121,11 @@ class ReplicaMetrics:
             ["peer", "reason"],
             registry=r,
         )
+        self.rollbacks = Counter(
+            "bft_tentative_rollbacks_total",
+            "Tentatively executed batches undone (a view change, or another batch committed)",
+            registry=r,
+        )
         self.state_transfers = Counter(
             "bft_state_transfers_total", "Completed state transfers", registry=r
         )

@@ -158,7 +158,15 @@ class _ListOf(_Kind):
         return tuple(self.item.check(v) for v in value)
 
 
+class _Bool(_Kind):
+    def check(self, value: Any) -> bool:
+        if type(value) is not bool:
+            raise _BadShape("bad bool field")
+        return value
+
+
 U64 = _Int(MAX_INT)
+BOOL = _Bool()
 SENDER = _Int(MAX_REPLICAS - 1)
 DIGEST = _Bytes(DIGEST_LEN, DIGEST_LEN)
 SIGNATURE = _Bytes(SIGNATURE_LEN, SIGNATURE_LEN)
@@ -201,6 +209,7 @@ REPLY = _Struct(
         ("client", SESSION),
         ("replica", SENDER),
         ("result", _Bytes(0, MAX_RESULT)),
+        ("tentative", BOOL),
     ],
 )
 CHECKPOINT = _Struct(

@@ -127,13 +127,18 @@ class Commit(_Message):
 
 @attrs.frozen
 class Reply(_Message):
-    """A replica's answer to a client. Not signed: the client link is authenticated."""
+    """A replica's answer to a client. Not signed: the client link is authenticated.
+
+    ``tentative``: the request executed once its batch *prepared*, before it committed
+    (PBFT's tentative execution); a client accepts a result from ``2f + 1`` matching
+    replies of either kind, or from ``f + 1`` matching committed ones."""
 
     view: int
     timestamp: int
     client: str
     replica: int
     result: bytes
+    tentative: bool = False
 
 
 @attrs.frozen

@@ -20,6 +20,7 @@ from node.consensus.events import (
     Executed,
     FetchState,
     Rejected,
+    RolledBack,
     StateTransferred,
     ViewChanged,
     ViewChangeStarted,
@@ -62,6 +63,7 @@ class Effects:
         self.requests_executed = 0
         self._notes: dict[type, Callable[[Any], None]] = {
             Executed: self._executed,
+            RolledBack: self._rolled_back,
             FetchState: lambda note: self._fetch(note.seq),
             ViewChanged: self._view_changed,
             ViewChangeStarted: self._view_change_started,
@@ -94,6 +96,16 @@ class Effects:
         self.requests_executed += note.n_requests
         self.admission.executed(note.n_requests, trio.current_time())
         self.traffic.note_progress()
+
+    def _rolled_back(self, note: RolledBack) -> None:
+        self.metrics.rollbacks.inc()
+        log.info(
+            "event=tentative_rolled_back replica=%d seq=%d view=%d reason=%s",
+            self.me,
+            note.seq,
+            note.view,
+            note.reason,
+        )
 
     def _view_changed(self, note: ViewChanged) -> None:
         self.metrics.view_changes.inc()

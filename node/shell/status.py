@@ -60,6 +60,7 @@ def status_dict(replica: Replica) -> dict[str, Any]:
         "last_executed": core.last_executed,
         "stable_checkpoint": core.stable_checkpoint,
         "state_digest": core.state_digest.hex(),
+        "tentative_seq": core.tentative_seq,
         "fault": replica.fault_label,
         "degraded": replica.degraded,
         "in_view_change": core.in_view_change,

@@ -63,7 +63,7 @@ async def test_a_read_that_is_not_decided_is_ordered(tmp_path, clock, monkeypatc
 def test_replies_that_cannot_reach_the_quorum_end_a_read_early() -> None:
     pool = ClientPool.__new__(ClientPool)
     pool.n, pool.f, pool.view = 4, 1, 0
-    pending = _Pending(3)
+    pending = _Pending(read_only=True)
     pool._pending = {("client/s", 1): pending}
     for rid, result in ((0, b"a"), (1, b"b"), (2, b"a")):
         pool._on_reply(rid, Reply(0, 1, "client/s", rid, result))
@@ -75,7 +75,7 @@ def test_replies_that_cannot_reach_the_quorum_end_a_read_early() -> None:
 def test_an_ordered_request_keeps_waiting_on_differing_replies() -> None:
     pool = ClientPool.__new__(ClientPool)
     pool.n, pool.f, pool.view = 4, 1, 0
-    pending = _Pending(2)
+    pending = _Pending(read_only=False)
     pool._pending = {("client/s", 1): pending}
     for rid, result in enumerate((b"a", b"b", b"c")):
         pool._on_reply(rid, Reply(0, 1, "client/s", rid, result))

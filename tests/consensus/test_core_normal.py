@@ -277,7 +277,8 @@ def test_handle_is_deterministic() -> None:
     assert run() == run()
 
 
-def test_votes_are_written_with_the_certificate_they_complete(backup) -> None:
+def test_votes_are_written_with_the_certificate_they_complete() -> None:
+    backup = make_core(config(tentative_execution=False), 1)
     pp = _pp()
     _feed(backup, 0, pp)
     p2 = _signed(Prepare(0, 1, pp.digest, 2), 2)

@@ -65,7 +65,12 @@ def test_prepared_but_uncommitted_request_survives_the_view_change() -> None:
             if type(getattr(r, "msg", None)) is PrePrepare and r.msg.view == 1
         ]
         assert [(p.seq, p.digest) for p in reissued] == [(1, pp0.digest)]
-    assert sorted(net.replies_for("a", 1)) == [1, 2, 3]
+    # every replica answered tentatively in view 0 (the batch prepared); the survivors
+    # undid it when the view changed and answered again in view 1
+    assert sorted(net.replies_for("a", 1)) == [0, 1, 2, 3]
+    answers = [r for r in net.replies["client/a"] if r.timestamp == 1]
+    assert {(r.view, r.replica) for r in answers if r.view == 1} == {(1, 1), (1, 2), (1, 3)}
+    assert len({r.result for r in answers}) == 1
 
 
 def test_view_change_timer_doubles_and_resets_after_a_successful_view() -> None:

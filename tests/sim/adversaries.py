@@ -15,6 +15,7 @@ from .adversary import (
 )
 from .read_liars import StaleReads
 from .rulebreaker import RuleBreaker
+from .tentative_liars import EagerTentative
 from .view_liars import LyingNewView, LyingViewChange, StaleViewChange
 
 ADVERSARIES: dict[str, type[Adversary]] = {
@@ -32,6 +33,7 @@ ADVERSARIES: dict[str, type[Adversary]] = {
         Garbage,
         RuleBreaker,
         StaleReads,
+        EagerTentative,
     )
 }
 

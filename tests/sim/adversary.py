@@ -21,7 +21,9 @@ view-change liars are in `view_liars.py`):
 - rule_breaker (`rulebreaker.py`): for each message type, validly signed messages a
   correct replica must refuse, aimed where they can do harm;
 - stale_reads (`read_liars.py`): answers reads at once from unwaited state, sometimes
-  with a lie, and withholds its core's own answers.
+  with a lie, and withholds its core's own answers;
+- eager_tentative (`tentative_liars.py`): tentative replies before anything prepared; as
+  primary withholds its commits and some pre-prepares, so tentative batches are undone.
 """
 
 from __future__ import annotations

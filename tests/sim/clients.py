@@ -7,8 +7,9 @@ earlier, a compare-and-set of one (with the right expected value, or a wrong one
 delete. The keys are the session's own and it has one request outstanding, so the
 correct result of each is known in advance. A request goes to
 the replica the client believes is primary; if no result arrives within the retry
-timeout it is sent to every replica, again and again. A result is accepted when f+1
-distinct replicas send matching replies (same timestamp and result).
+timeout it is sent to every replica, again and again. A result is accepted by the rule
+users run (``node.client.decide``): f+1 distinct replicas send matching committed replies,
+or 2f+1 send matching replies of either kind (tentative ones: the batch had prepared).
 
 Most reads go first as read-only requests (PBFT's optimisation, ``ReadRequest``) to every
 replica, accepted on 2f+1 matching replies; one not decided within the retry timeout is
@@ -24,6 +25,7 @@ import random
 import attrs
 
 from node.app.kv import decode_op, decode_result, op_cas, op_delete, op_get, op_put
+from node.client.decide import decided
 from node.protocol.crypto import MAC_LEN, Signer, sign_request
 from node.protocol.messages import ReadRequest, Reply, Request
 
@@ -37,6 +39,8 @@ class Outstanding:
     created_at: float
     expected: tuple[str, bytes | None] | None  # known correct result, if any
     replies: dict[int, bytes] = attrs.Factory(dict)  # replica -> result
+    committed: dict[int, bytes] = attrs.Factory(dict)  # replica -> its committed result
+    tentative_only: bool = False  # accepted on tentative replies (no f+1 committed)
     accepted_at: float | None = None
     result: bytes | None = None
     fell_back: bool = False  # a read-only request that was ordered in the end
@@ -104,6 +108,7 @@ class SimClient:
             Request(self.session, self.timestamp, current.request.operation)
         )
         current.replies = {}
+        current.committed = {}
         current.fell_back = True
         return current.request
 
@@ -155,14 +160,23 @@ class SimClient:
         ):
             return None
         current.replies[replica] = reply.result
-        matching = [r for r in current.replies.values() if r == reply.result]
-        needed = 2 * self.f + 1 if type(current.request) is ReadRequest else self.f + 1
-        if len(matching) < needed:
+        if not reply.tentative:
+            current.committed[replica] = reply.result
+        read_only = type(current.request) is ReadRequest
+        if not decided(current.replies, current.committed, reply.result, self.f, read_only):
             return None
+        current.tentative_only = not read_only and not decided(
+            current.committed, current.committed, reply.result, self.f, read_only
+        )
         current.accepted_at = now
         current.result = reply.result
         self.view_guess = max(self.view_guess, reply.view)
         return current
+
+    def settled_keys(self) -> dict[bytes, bytes | None]:
+        """What this session's keys hold after its accepted operations (None: absent);
+        empty while a request is outstanding (its effect is not known yet)."""
+        return {} if self.current is not None else dict(self._mine)
 
     def wrong_result(self, outstanding: Outstanding) -> str | None:
         """Why an accepted result is not the one a correct service gives, or None."""

@@ -28,6 +28,7 @@ from node.consensus.events import (
     Rejected,
     ReplyToClient,
     RequestReceived,
+    RolledBack,
     Send,
     StartTimer,
     StateTransferred,
@@ -41,7 +42,7 @@ from node.protocol.messages import Commit, ReadRequest
 from . import lifecycle
 from .cast import core_config, make_adversaries, make_clients, signers, verify_cache
 from .checks import SpecChecks
-from .convergence import CONVERGE_S, converged, divergence
+from .convergence import settled
 from .invariants import Invariants, RecordingApp
 from .keys import cluster_keys
 from .network import NetworkModel
@@ -116,6 +117,7 @@ class Simulation:
         self.view_changes = 0
         self.state_transfers = 0
         self.restarts = 0
+        self.rollbacks = 0  # tentative batches undone
         self.rejected: Counter[str] = Counter()
         self.finished_at: float | None = None
         self._plan()
@@ -180,10 +182,7 @@ class Simulation:
             if self.finished_at is None and all(c.done for c in self.clients):
                 self.finished_at = q.now
             if self.finished_at is not None and q.now > self.finished_at + DRAIN_S:
-                if converged(self):
-                    break
-                if q.now > max(self.finished_at, p.settle_time) + CONVERGE_S:
-                    ledger.fail("convergence", divergence(self))
+                if settled(self, self.finished_at):
                     break
             if q.now > deadline or self.steps >= p.max_steps:
                 break
@@ -217,7 +216,7 @@ class Simulation:
         for r in ledger.correct:
             core = self.cores[r]
             if core is not None and core.last_executed != ledger.last_executed.get(r, 0):
-                ledger.on_progress(r, core.last_executed, core.state_digest, core.app)
+                ledger.on_progress(r, core.last_executed, core.app.state())
 
     # --- dispatch -------------------------------------------------------------------------
     def dispatch(self, ev: Any) -> None:
@@ -317,6 +316,8 @@ class Simulation:
                 self.trace.add(self.queue.now, "newview", self.name(r), None, f"view={a.view}")
             elif kind is Rejected:
                 self.rejected[a.reason] += 1
+            elif kind is RolledBack:
+                self.rollbacks += 1
             elif kind is StateTransferred:
                 self.state_transfers += 1
                 self.trace.add(self.queue.now, "transfer", self.name(r), None, f"seq={a.seq}")

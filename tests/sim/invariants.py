@@ -31,6 +31,7 @@ from .spec import ReferenceKV, decode_kv_snapshot
 class Violation:
     invariant: str  # agreement | validity | at_most_once | state_digest | client_result
     # | liveness | convergence | recovery | exception | app_result | state | unjustified
+    # | durability
     detail: str
 
     def __str__(self) -> str:
@@ -88,32 +89,29 @@ class Invariants:
                 f"replica {replica} executed {digest[:4].hex()}",
             )
 
-    def on_progress(
-        self, replica: int, last_executed: int, state_digest: bytes, app: RecordingApp | None = None
-    ) -> None:
-        """After a step: compare `replica`'s state digest with others at the same seq."""
+    def on_progress(self, replica: int, last_executed: int, state: AppState) -> None:
+        """After a step: compare `replica`'s committed state with others at the same seq."""
         if replica not in self.correct:
             return
         previous = self.last_executed.get(replica, 0)
         if last_executed == previous:
             return
         self.last_executed[replica] = last_executed
-        if app is not None:
-            self._check_contents(replica, last_executed, app)
+        self._check_contents(replica, last_executed, state)
         seen = self.state_at.get(last_executed)
         if seen is None:
-            self.state_at[last_executed] = (state_digest, replica)
-        elif seen[0] != state_digest:
+            self.state_at[last_executed] = (state.digest, replica)
+        elif seen[0] != state.digest:
             self.fail(
                 "state_digest",
                 f"at seq {last_executed}: replica {seen[1]} has {seen[0][:4].hex()}, "
-                f"replica {replica} has {state_digest[:4].hex()}",
+                f"replica {replica} has {state.digest[:4].hex()}",
             )
 
-    def _check_contents(self, replica: int, seq: int, app: RecordingApp) -> None:
-        contents = app.reference.data
+    def _check_contents(self, replica: int, seq: int, state: AppState) -> None:
+        contents = state.contents
         try:
-            stored = decode_kv_snapshot(app.store.snapshot())
+            stored = decode_kv_snapshot(state.snapshot)
         except Exception as exc:  # noqa: BLE001 - an undecodable snapshot is a finding
             self.fail("state", f"replica {replica} at seq {seq}: snapshot undecodable: {exc}")
             return
@@ -155,14 +153,56 @@ def _diff(a: dict[bytes, bytes], b: dict[bytes, bytes]) -> str:
     return f"{len(keys)} keys differ ({shown})"
 
 
+@attrs.frozen
+class AppState:
+    """What a replica's app holds: the store's digest and snapshot, the reference's
+    contents."""
+
+    digest: bytes
+    snapshot: bytes
+    contents: dict[bytes, bytes]
+
+
 class RecordingApp:
-    """The real `KVStore`, reporting every operation to the ledger before applying it."""
+    """The real `KVStore`, reporting every operation to the ledger before applying it.
+
+    A savepoint (tentative execution) saves the reference contents and the committed
+    state beside the store's own undo journal; a rollback must leave the store equal to
+    the reference again, which `_check_contents` checks at the next progress."""
 
     def __init__(self, replica: int, ledger: Invariants) -> None:
         self.replica = replica
         self.ledger = ledger
         self.store = KVStore()
         self.reference = ReferenceKV()
+        self._saved: AppState | None = None
+
+    def state(self) -> AppState:
+        """The committed state: as at the savepoint while one is open."""
+        if self._saved is not None:
+            return self._saved
+        store = self.store
+        return AppState(store.digest(), store.snapshot(), self.reference.data)
+
+    def savepoint(self) -> None:
+        self._saved = AppState(
+            self.store.digest(), self.store.snapshot(), dict(self.reference.data)
+        )
+        self.store.savepoint()
+
+    def rollback(self) -> None:
+        saved = self._saved
+        assert saved is not None, "rollback without a savepoint"
+        self._saved = None
+        self.store.rollback()
+        self.reference = ReferenceKV(saved.contents)
+
+    def release(self) -> None:
+        self._saved = None
+        self.store.release()
+
+    def savepoint_digest(self) -> bytes:
+        return self.store.savepoint_digest()
 
     def apply(self, op: bytes) -> bytes:
         self.ledger.on_apply(self.replica, self.store, op)
@@ -183,3 +223,4 @@ class RecordingApp:
     def restore(self, snapshot: bytes) -> None:
         self.store.restore(snapshot)  # raises on a bad snapshot: the reference stays
         self.reference = ReferenceKV(decode_kv_snapshot(snapshot))
+        self._saved = None

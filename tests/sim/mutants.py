@@ -1,7 +1,7 @@
 """Small realistic bugs for the mutation harness (`python -m tests.sim.mutate`).
 
 Each `Mutant` replaces one exact piece of text (which must occur exactly once) in one file
-of `node/consensus/` or `node/app/`, and says what the edit breaks. The harness applies
+of `node/consensus/`, `node/app/` or `node/client/decide.py`, and says what the edit breaks. The harness applies
 them one at a time to a scratch copy of the tree; the simulation must fail on each.
 Mutants that change nothing observable (a check done twice, dead code) are not kept here.
 Replaced so far, each for a reason that holds whatever the simulation does:
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from .mutant import Mutant
 from .mutants_app import APP_MUTANTS
+from .mutants_tentative import TENTATIVE_MUTANTS
 
 __all__ = ["MUTANTS", "Mutant"]
 
@@ -351,4 +352,4 @@ CORE_MUTANTS: tuple[Mutant, ...] = (
     ),
 )
 
-MUTANTS: tuple[Mutant, ...] = CORE_MUTANTS + APP_MUTANTS
+MUTANTS: tuple[Mutant, ...] = CORE_MUTANTS + APP_MUTANTS + TENTATIVE_MUTANTS

@@ -29,6 +29,7 @@ ALL_ADVERSARIES: tuple[str, ...] = (
     "garbage",
     "rule_breaker",
     "stale_reads",
+    "eager_tentative",
 )
 
 

@@ -1,7 +1,8 @@
 """The default schedules really exercise what they claim to: every adversary kind runs,
 the correct cores reject its messages for the expected reasons, and view changes,
 crash recovery and state transfer all happen, and reads are answered both ways (read-only,
-and ordered after a read-only request was not decided)."""
+and ordered after a read-only request was not decided), writes are decided on tentative
+replies and tentative batches are undone."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ def test_default_schedules_exercise_every_mechanism() -> None:
             totals.update(
                 read_only=sum(type(o.request) is ReadRequest for o in done),
                 read_fallbacks=sum(o.fell_back for o in done),
+                tentative_accepts=sum(o.tentative_only for o in done),
+                rollbacks=sim.rollbacks,
             )
             kinds.update(params.byzantine.values())
             reasons.update(result.rejected)
@@ -45,3 +48,5 @@ def test_default_schedules_exercise_every_mechanism() -> None:
         assert totals[what] >= 10, totals
     # reads answered without ordering, and reads that had to be ordered after all
     assert totals["read_only"] >= 100 and totals["read_fallbacks"] >= 10, totals
+    # writes decided on tentative replies, and tentative batches undone
+    assert totals["tentative_accepts"] >= 100 and totals["rollbacks"] >= 10, totals
