@@ -60,6 +60,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "view_change_timeout_s": (float, 2.0),
         "batch_timeout_s": (float, 0.002),
         "status_interval_s": (float, 1.0),
+        "tentative_execution": (bool, True),
     },
     "transport": {
         "keepalive_interval_s": (float, 1.0),
@@ -139,6 +140,10 @@ def _hex_key(value: Any, where: str) -> bytes:
 
 
 def _typed(value: Any, typ: type, where: str) -> Any:
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, typ) or isinstance(value, bool):

@@ -53,6 +53,7 @@ def _edit(path, old, new):
         ("[cluster]", "[cluster", "not valid TOML"),
         ("port = 7001", "port = 70001", "is not a TCP port"),
         ("id = 3", "id = 5", "replica ids must be 0..3"),
+        ("tentative_execution = true", "tentative_execution = 1", "must be true or false"),
     ],
 )
 def test_config_mistakes_are_one_clear_line(tmp_path, old, new, message):
