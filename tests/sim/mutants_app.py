@@ -39,8 +39,8 @@ APP_MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "overwrite_ignored",
         KV,
-        "        elif data[key] == value:\n            return",
-        "        elif data[key] != value:\n            return",
+        "        if old == value:\n            return",
+        "        if old is not None:\n            return",
         "writing a new value over an existing key does nothing",
     ),
     Mutant(
