@@ -23,8 +23,9 @@ class App(Protocol):
         ...
 
     def query(self, op: bytes) -> bytes | None:
-        """The result of a read-only `op` against the current state, changing nothing;
-        None when `op` is not read-only (it must then be ordered)."""
+        """The result of a read-only `op` against the current state (as at the savepoint
+        while one is open: never a tentative change), changing nothing; None when `op`
+        is not read-only (it must then be ordered)."""
         ...
 
     def digest(self) -> bytes:

@@ -152,9 +152,10 @@ class KVStore:
         self._keys: dict[int, set[bytes]] = {}
         self._wires: list[bytes] = [_EMPTY_BUCKET] * MIN_BUCKETS
         self._dirty_buckets: set[int] = set()
-        #: while a savepoint is open: (key, value before the change or None), in order
-        self._journal: list[tuple[bytes, bytes | None]] | None = None
-        self._journal_buckets = MIN_BUCKETS
+        #: while a savepoint is open: each changed key's value at the savepoint (None:
+        #: absent), and the bucket count then; None when no savepoint is open
+        self._before: dict[bytes, bytes | None] | None = None
+        self._saved_buckets = MIN_BUCKETS
 
     def __len__(self) -> int:
         return len(self._data)
@@ -177,15 +178,15 @@ class KVStore:
         old = data.get(key)
         if old == value:
             return
-        if self._journal is not None:
-            self._journal.append((key, old))
+        if self._before is not None:
+            self._before.setdefault(key, old)
         if old is None and len(data) >= KEYS_PER_BUCKET * self._buckets:
             if self._buckets < MAX_BUCKETS:
                 self._rebucket(min(MAX_BUCKETS, self._buckets * 4))
         self._place(key, value)
 
     def _place(self, key: bytes, value: bytes) -> None:
-        """Store ``key`` in its bucket (no growth, no journal)."""
+        """Store ``key`` in its bucket (no growth, nothing remembered for a rollback)."""
         bucket = bucket_of(key, self._buckets)
         if key not in self._data:
             keys = self._keys.get(bucket)
@@ -196,8 +197,8 @@ class KVStore:
         self._changed(bucket)
 
     def _delete(self, key: bytes) -> None:
-        if self._journal is not None:
-            self._journal.append((key, self._data[key]))
+        if self._before is not None:
+            self._before.setdefault(key, self._data[key])
         self._remove(key)
 
     def _remove(self, key: bytes) -> None:
@@ -212,40 +213,37 @@ class KVStore:
     # --- one savepoint, for tentative execution (see node.app.base) ---------------------
 
     def savepoint(self) -> None:
-        if self._journal is not None:
+        if self._before is not None:
             raise RuntimeError("a savepoint is already open")
-        self._journal = []
-        self._journal_buckets = self._buckets
+        self._before = {}
+        self._saved_buckets = self._buckets
 
     def rollback(self) -> None:
-        journal = self._journal
-        if journal is None:
+        before = self._before
+        if before is None:
             raise RuntimeError("no savepoint to roll back to")
-        self._journal = None
-        if self._buckets != self._journal_buckets:
-            self._rebucket(self._journal_buckets)  # growth follows history: undo it too
-        for key, old in reversed(journal):
-            if old is None:
-                self._remove(key)
-            else:
+        self._before = None
+        if self._buckets != self._saved_buckets:
+            self._rebucket(self._saved_buckets)  # growth follows history: undo it too
+        for key, old in before.items():
+            if old is not None:
                 self._place(key, old)
+            elif key in self._data:
+                self._remove(key)
 
     def release(self) -> None:
-        if self._journal is None:
+        if self._before is None:
             raise RuntimeError("no savepoint to release")
-        self._journal = None
+        self._before = None
 
     def savepoint_digest(self) -> bytes:
         """The digest of the state as at the open savepoint (``digest()`` if none is
-        open), without undoing anything: the buckets the journal touched are encoded
+        open), without undoing anything: the buckets changed since are encoded
         from their values before it."""
-        journal = self._journal
-        if not journal:
+        before = self._before
+        if not before:
             return self.digest()
-        before: dict[bytes, bytes | None] = {}
-        for key, old in journal:
-            before.setdefault(key, old)
-        buckets = self._journal_buckets
+        buckets = self._saved_buckets
         if buckets != self._buckets:  # grew inside the savepoint (rare): encode it all
             data = dict(self._data)
             for key, old in before.items():
@@ -289,14 +287,16 @@ class KVStore:
         self._digest = None
 
     def query(self, op: bytes) -> bytes | None:
-        """A get answered from the current state; None for anything else."""
+        """A get answered from the state as at the open savepoint (the committed state
+        while a batch runs tentatively), else the current one; None for anything else."""
         try:
             name, key, _, _ = decode_op(op)
         except ValueError:
             return None
         if name != "get":
             return None
-        value = self._data.get(key)
+        before = self._before
+        value = before[key] if before and key in before else self._data.get(key)
         return encode_result("ok", value) if value is not None else encode_result("absent")
 
     def apply(self, op: bytes) -> bytes:
@@ -384,4 +384,4 @@ class KVStore:
         self._dirty_buckets = set()
         self._snapshot = encoded
         self._digest = None
-        self._journal = None
+        self._before = None

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.app.kv import KVStore, op_cas, op_delete, op_put
+from node.app.kv import KVStore, op_cas, op_delete, op_get, op_put
 
 KEYS = st.sampled_from([f"k{i}".encode() for i in range(90)])
 OPS = st.one_of(
@@ -28,10 +28,13 @@ def _store(preload: int) -> KVStore:
 def test_rollback_restores_state_snapshot_and_bucket_count(preload, ops) -> None:
     store = _store(preload)
     before = (store.snapshot(), store.digest(), store.buckets, len(store))
+    seen = {k: store.query(op_get(k)) for k in (f"k{i}".encode() for i in range(90))}
     store.savepoint()
     for op in ops:
         store.apply(op)
     assert store.savepoint_digest() == before[1]  # the digest as at the savepoint
+    for key in (f"k{i}".encode() for i in range(90)):  # reads see the savepoint's state
+        assert store.query(op_get(key)) == seen[key]
     store.snapshot()  # encodings cached during the savepoint must not leak
     store.rollback()
     assert (store.snapshot(), store.digest(), store.buckets, len(store)) == before
