@@ -128,6 +128,8 @@ async def _cut_backup(cfg: ClusterConfig, backup: int, cut_s: float, out: dict[s
     mark = head(await statuses(cfg), exclude=backup)
     out["backup_cut_dropped_packets"] = heal()
     out["backup_to_head_s"] = await time_until(lambda es: at_head(es, backup, mark), cfg, 30)
+    if out["backup_to_head_s"] is None:  # say where it stuck, for whoever reads the failure
+        out["backup_stuck"] = {"mark": mark, "statuses": await statuses(cfg)}
 
 
 async def _cut_primary(
