@@ -34,6 +34,7 @@ class ConfigError(Exception):
 # does not silently fall back to a default.
 SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     "cluster": {"f": (int, 1), "request_timeout_s": (float, 2.0)},
+    "client": {"call_timeout_s": (float, 30.0)},
     "breaker": {
         "failure_threshold": (int, 5),
         "open_timeout_s": (float, 30.0),
@@ -175,6 +176,7 @@ def _check_ranges(s: dict[str, dict[str, Any]], path: Path) -> None:
 
     need(s["cluster"]["f"] >= 0, "[cluster] f must be >= 0")
     need(s["cluster"]["request_timeout_s"] > 0, "[cluster] request_timeout_s must be > 0")
+    need(s["client"]["call_timeout_s"] > 0, "[client] call_timeout_s must be > 0")
     b = s["breaker"]
     need(b["failure_threshold"] >= 1, "[breaker] failure_threshold must be >= 1")
     need(b["half_open_max_calls"] >= 1, "[breaker] half_open_max_calls must be >= 1")

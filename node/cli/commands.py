@@ -1,4 +1,4 @@
-"""The `init`, `run` and `client` commands: argument handling around the layers.
+"""The `init` and `run` commands: argument handling around the layers.
 
 Each `cmd_*` takes the parsed argparse namespace and returns an exit code; user mistakes
 raise `UserError`/`ConfigError` and become one line on stderr (see `node.cli.main`).
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
-import sys
 from pathlib import Path
 
 import trio
@@ -56,30 +54,4 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"or HTTP {info.http_port} (another replica running?)"
             ) from None
         raise UserError(f"replica {args.id} failed to start: {exc}") from None
-    return 0
-
-
-def cmd_client(args: argparse.Namespace) -> int:
-    from node.client.pool import ClientError, QuorumUnavailable, Refused, run_one
-
-    cfg = load_config(args.config)
-    if args.op == "put":
-        op = ["put", args.key, args.value]
-    else:
-        op = ["get", args.key]
-    try:
-        status, value = trio.run(run_one, cfg, op, args.timeout)
-    except QuorumUnavailable as exc:
-        raise UserError(f"quorum unavailable: {exc}") from None
-    except Refused as exc:
-        raise UserError(f"refused by the replicas: {exc.reason}; try again later") from None
-    except ClientError as exc:
-        raise UserError(str(exc)) from None
-    if args.op == "put":
-        print(json.dumps({"status": status, "key": args.key}))
-        return 0 if status == "ok" else 1
-    if status == "absent":
-        print(f"{args.key}: absent", file=sys.stderr)
-        return 1
-    print(value if isinstance(value, str) else json.dumps(value))
     return 0

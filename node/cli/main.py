@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from typing import Any
 
 from node.config import ConfigError
@@ -36,11 +38,46 @@ def _indexed_fault(text: str) -> tuple[int, str]:
     return int(idx), _fault_arg(mode)
 
 
+class HELP(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default shown in --help, unless it has none (its help says)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or isinstance(action.default, bool) or action.dest == "config":
+            return action.help
+        return super()._get_help_string(action)
+
+
+CONFIG_ENV = "BFT_CONFIG"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("bft-node")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _add_config(s: argparse.ArgumentParser) -> None:
+    """--config, defaulting to $BFT_CONFIG; required when that is not set."""
+    env = os.environ.get(CONFIG_ENV)
+    s.add_argument(
+        "--config",
+        required=not env,
+        default=env,
+        metavar="PATH",
+        help=f"the cluster's cluster.toml (default: ${CONFIG_ENV}"
+        + (f", now {env})" if env else ", unset now)"),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bft-node",
         description="A PBFT replicated key-value store with per-peer circuit breakers.",
+        epilog=f"--config defaults to ${CONFIG_ENV} in every command. "
+        "See README.md and docs/ for more.",
     )
+    p.add_argument("--version", action="version", version=f"bft-node {_version()}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_init, _add_run, _add_cluster, _add_client, _add_observers, _add_demo):
@@ -52,58 +89,84 @@ Subparsers = Any  # argparse's _SubParsersAction
 
 
 def _add_init(sub: Subparsers) -> None:
-    s = sub.add_parser("init", help="write DIR/cluster.toml and keys")
-    s.add_argument("dir")
-    s.add_argument("--nodes", type=int, default=4)
+    s = sub.add_parser("init", help="write DIR/cluster.toml and keys", formatter_class=HELP)
+    s.add_argument("dir", help="the cluster directory to create")
+    s.add_argument("--nodes", type=int, default=4, help="replicas (n = 3f + 1)")
     hosts = s.add_mutually_exclusive_group()
     hosts.add_argument("--host", default="127.0.0.1", help="every replica's host")
     hosts.add_argument("--hosts", default=None, help="one host per replica: H0,H1,...")
-    s.add_argument("--base-port", type=int, default=7000)
-    s.add_argument("--http-base-port", type=int, default=9100)
+    s.add_argument("--base-port", type=int, default=7000, help="replica I's peer port is P+I")
+    s.add_argument("--http-base-port", type=int, default=9100, help="replica I's HTTP port is Q+I")
+
+
+def _fault_help() -> str:
+    from node.shell.fault_modes import DESCRIPTIONS
+
+    lines = [f"  {mode:<20} {text}" for mode, text in DESCRIPTIONS.items()]
+    return "fault modes (--fault MODE):\n" + "\n".join(lines)
+
+
+class _RunHelp(argparse.RawDescriptionHelpFormatter, HELP):
+    """Defaults shown, and the fault-mode table kept as written."""
 
 
 def _add_run(sub: Subparsers) -> None:
-    s = sub.add_parser("run", help="run one replica in the foreground")
-    s.add_argument("--config", required=True)
-    s.add_argument("--id", type=int, required=True)
-    s.add_argument("--data", default=None)
-    s.add_argument("--fault", type=_fault_arg, default=None)
+    s = sub.add_parser(
+        "run",
+        help="run one replica in the foreground",
+        description="Run replica --id until SIGINT/SIGTERM; a restart on the same data dir "
+        "recovers its state.",
+        epilog=_fault_help(),
+        formatter_class=_RunHelp,
+    )
+    _add_config(s)
+    s.add_argument("--id", type=int, required=True, help="which replica of the config")
+    s.add_argument(
+        "--data", default=None, help="data dir (default: DIR/data/replica-I beside the config)"
+    )
+    s.add_argument(
+        "--fault", type=_fault_arg, default=None, metavar="MODE", help="misbehave (see below)"
+    )
     s.add_argument("--listen", default=None, help="address to bind (default: the replica's host)")
 
 
 def _add_cluster(sub: Subparsers) -> None:
     s = sub.add_parser("cluster", help="run a local cluster of child processes")
     csub = s.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
-    c = csub.add_parser("up", help="init if needed, run every replica, stop all on Ctrl-C")
-    c.add_argument("dir")
-    c.add_argument("--nodes", type=int, default=4)
-    c.add_argument("--fault", type=_indexed_fault, action="append", default=[])
+    c = csub.add_parser(
+        "up", help="init if needed, run every replica, stop all on Ctrl-C", formatter_class=HELP
+    )
+    c.add_argument("dir", help="the cluster directory (made if it has no cluster.toml)")
+    c.add_argument("--nodes", type=int, default=4, help="replicas, when DIR is new")
+    c.add_argument(
+        "--fault",
+        type=_indexed_fault,
+        action="append",
+        default=[],
+        metavar="I:MODE",
+        help="run replica I with fault MODE (see `bft-node run --help`); repeatable",
+    )
     for name, text in (("kill", "SIGKILL replica I"), ("revive", "start replica I again")):
         c = csub.add_parser(name, help=text)
-        c.add_argument("dir")
-        c.add_argument("id", type=int)
+        c.add_argument("dir", help="the directory of a running `cluster up`")
+        c.add_argument("id", type=int, help="the replica id")
 
 
 def _add_client(sub: Subparsers) -> None:
-    s = sub.add_parser("client", help="one put or get through consensus")
-    s.add_argument("--config", required=True)
-    s.add_argument("--timeout", type=float, default=30.0, help="give up after S seconds")
-    csub = s.add_subparsers(dest="op", required=True, metavar="OP")
-    c = csub.add_parser("put")
-    c.add_argument("key")
-    c.add_argument("value")
-    c = csub.add_parser("get")
-    c.add_argument("key")
+    from node.cli.client_command import add_parser
+
+    add_parser(sub, _add_config, HELP)
 
 
 def _add_observers(sub: Subparsers) -> None:
     s = sub.add_parser(
         "load",
         help="closed-loop (or --rate: open-loop) load; prints ops/s, latency and CPU/op",
+        formatter_class=HELP,
     )
-    s.add_argument("--config", required=True)
-    s.add_argument("--clients", type=int, default=8, help="client sessions (default: 8)")
-    s.add_argument("--duration", type=float, default=10.0, help="seconds (default: 10)")
+    _add_config(s)
+    s.add_argument("--clients", type=int, default=8, help="client sessions")
+    s.add_argument("--duration", type=float, default=10.0, help="seconds")
     s.add_argument(
         "--rate",
         type=float,
@@ -117,26 +180,28 @@ def _add_observers(sub: Subparsers) -> None:
         type=float,
         default=0.0,
         metavar="P",
-        help="share of the operations that are gets, 0 to 1 (default: 0, all puts)",
+        help="share of the operations that are gets, 0 to 1 (0: all puts)",
     )
     s.add_argument("--json", action="store_true", help="print one JSON object last")
 
-    s = sub.add_parser("status", help="every replica's /status as one table")
-    s.add_argument("--config", required=True)
-    s.add_argument("--json", action="store_true")
+    s = sub.add_parser("status", help="every replica's /status as one table", formatter_class=HELP)
+    _add_config(s)
+    s.add_argument("--json", action="store_true", help="one JSON list instead of a table")
 
-    s = sub.add_parser("watch", help="live terminal dashboard")
-    s.add_argument("--config", required=True)
+    s = sub.add_parser("watch", help="live terminal dashboard", formatter_class=HELP)
+    _add_config(s)
 
 
 def _add_demo(sub: Subparsers) -> None:
-    s = sub.add_parser("demo", help="cluster + load + chaos + dashboard, then a summary")
-    s.add_argument("--nodes", type=int, default=4)
-    s.add_argument("--duration", type=float, default=60.0)
+    s = sub.add_parser(
+        "demo", help="cluster + load + chaos + dashboard, then a summary", formatter_class=HELP
+    )
+    s.add_argument("--nodes", type=int, default=4, help="replicas")
+    s.add_argument("--duration", type=float, default=60.0, help="seconds of load and chaos")
     s.add_argument("--dir", default=None, help="cluster dir (default: a fresh temp dir)")
     s.add_argument("--no-watch", action="store_true", help="print progress lines instead")
-    s.add_argument("--base-port", type=int, default=7000)
-    s.add_argument("--http-base-port", type=int, default=9100)
+    s.add_argument("--base-port", type=int, default=7000, help="replica I's peer port is P+I")
+    s.add_argument("--http-base-port", type=int, default=9100, help="replica I's HTTP port is Q+I")
     s.add_argument("--json", action="store_true", help="print the summary as a JSON line too")
 
 
@@ -148,7 +213,7 @@ COMMANDS: dict[str, str] = {
     "cluster up": "node.cli.cluster.up:cmd_up",
     "cluster kill": "node.cli.cluster.up:cmd_kill",
     "cluster revive": "node.cli.cluster.up:cmd_revive",
-    "client": "node.cli.commands:cmd_client",
+    "client": "node.cli.client_command:cmd_client",
     "load": "node.cli.load_command:cmd_load",
     "status": "node.cli.cluster.status:cmd_status",
     "watch": "node.cli.cluster.watch:cmd_watch",

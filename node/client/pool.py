@@ -20,7 +20,7 @@ import trio
 
 from node.app.kv import decode_result, encode_op
 from node.client.decide import decided, most_common
-from node.client.errors import ClientError, QuorumUnavailable, Refused
+from node.client.errors import ClientError, QuorumUnavailable, Refused, RequestTimeout
 from node.config import ClusterConfig, load_private_key, private_seed
 from node.protocol.codec import DecodeError, decode
 from node.protocol.crypto import Signer, client_mac_keys, request_authenticator, sign_request
@@ -278,7 +278,7 @@ class ClientPool:
                     retry_s = min(retry_s * 2, 10.0)
                     wait_s = retry_s / 4
             if overall.cancelled_caught:
-                raise ClientError(
+                raise RequestTimeout(
                     f"no {self.f + 1} matching replies within {timeout_s:g}s "
                     f"({len(pending.replies)} replies, {len(self._links)} replicas connected)"
                 )
@@ -388,6 +388,7 @@ __all__ = [
     "LinkDown",
     "QuorumUnavailable",
     "Refused",
+    "RequestTimeout",
     "Session",
     "run_one",
 ]

@@ -11,6 +11,15 @@ import attrs
 
 MODES = ("crash-after", "silent", "delay", "drop", "equivocate", "bad-signature")
 USAGE = "crash-after:SECONDS, silent, delay:MS, drop:P, equivocate, bad-signature"
+#: what each mode does, for `bft-node run --help`
+DESCRIPTIONS = {
+    "crash-after:SECONDS": "exit abruptly SECONDS after start, as a crash would",
+    "silent": "receive everything, send nothing",
+    "delay:MS": "hold every outbound message MS milliseconds",
+    "drop:P": "drop a share P (0 to 1) of outbound messages",
+    "equivocate": "as primary, send conflicting pre-prepares to different backups",
+    "bad-signature": "sign with a wrong key (the others reject what it signs)",
+}
 
 
 @attrs.frozen
