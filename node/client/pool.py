@@ -18,7 +18,6 @@ from typing import Any
 import attrs
 import trio
 
-from node.app.kv import decode_result, encode_op
 from node.client.decide import decided, most_common
 from node.client.errors import ClientError, QuorumUnavailable, Refused, RequestTimeout
 from node.config import ClusterConfig, load_private_key, private_seed
@@ -353,35 +352,6 @@ class Session:
         return await self.invoke(op, left)
 
 
-async def run_one(cfg: ClusterConfig, op: list[Any], timeout_s: float) -> tuple[str, Any]:
-    """Connect, run one KV operation, return (status, value as text where possible)."""
-    pool = ClientPool(cfg)
-    result: bytes | None = None
-    error: ClientError | None = None
-    async with trio.open_nursery() as nursery:
-        await nursery.start(pool.run)
-        with trio.move_on_after(min(timeout_s, 5.0)):
-            await pool.wait_connected(cfg.f + 1)
-        try:
-            session = Session(pool)
-            run = session.query if op[0] == "get" else session.invoke
-            result = await run(encode_op(*op), timeout_s)
-        except ClientError as exc:
-            error = exc  # raised outside the nursery, so callers see it bare
-        finally:
-            nursery.cancel_scope.cancel()
-    if error is not None:
-        raise error
-    assert result is not None
-    status, value = decode_result(result)
-    if isinstance(value, bytes):
-        try:
-            return status, value.decode()
-        except UnicodeDecodeError:
-            return status, value.hex()
-    return status, value
-
-
 __all__ = [
     "ClientError",
     "ClientPool",
@@ -390,5 +360,4 @@ __all__ = [
     "Refused",
     "RequestTimeout",
     "Session",
-    "run_one",
 ]
