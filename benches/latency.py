@@ -1,11 +1,13 @@
-"""Where users feel it: tentative execution on and off, side by side in one run.
+"""Where users feel it: the defaults against tentative execution off and against commit
+authenticators off, side by side in one run.
 
-For each setting of `[consensus] tentative_execution` a cluster of four `bft-node run`
-replicas (default settings otherwise) takes, in this order: the write peak (256
+For each setting (`default`; `[consensus] commit_authenticators = false`, every commit's
+signature verified; `[consensus] tentative_execution = false`, replies after commit) a
+cluster of four `bft-node run` replicas takes, in this order: the write peak (256
 closed-loop sessions), a single closed-loop client, and open-loop load at half of that
 setting's peak (`--rate`, latency from each request's scheduled moment, so queueing
-counts). The settings alternate over `--rounds` rounds (on, off, then off, on, ...) so
-both see the same box; the table gives the median of each figure and the on/off ratio.
+counts). The settings rotate over `--rounds` rounds so all see the same box; the table
+gives the median of each figure and the default's ratio to each other setting.
 The same run times the raw WebSocket ceiling (benches/cluster_throughput.py's
 `transport_ceiling`) for the peak's share of it. Writes `benches/results/latency.json`
 and `latency.md`. Bounded: fixed durations; traffic only on 127.0.0.1.
@@ -35,7 +37,12 @@ from common import (  # noqa: E402
 )
 
 PEAK_CLIENTS = 256
-SETTINGS = (True, False)
+#: setting -> its [consensus] overrides
+SETTINGS: dict[str, dict[str, bool]] = {
+    "default": {},
+    "commit_macs_off": {"commit_authenticators": False},
+    "tentative_off": {"tentative_execution": False},
+}
 #: at least n + 1 = 5 WebSocket messages per request bound the cluster by the ceiling / 5
 MESSAGES_PER_REQUEST = 5
 FIGURES = (
@@ -47,7 +54,14 @@ FIGURES = (
     "half_p50_ms",
     "half_p99_ms",
 )
-HEADERS = ("figure", "tentative on", "tentative off", "on / off")
+HEADERS = (
+    "figure",
+    "default",
+    "commit MACs off",
+    "tentative off",
+    "default / MACs off",
+    "default / tentative off",
+)
 
 
 async def measured(cluster: Any, clients: int, duration: float, rate: float | None = None):
@@ -61,8 +75,8 @@ async def measured(cluster: Any, clients: int, duration: float, rate: float | No
     return s
 
 
-async def one_setting(tentative: bool, duration: float) -> dict[str, Any]:
-    overrides = {"consensus": {"tentative_execution": tentative}}
+async def one_setting(setting: str, duration: float) -> dict[str, Any]:
+    overrides = {"consensus": SETTINGS[setting]}
     async with running_cluster(overrides) as cluster:
         await run_loadgen(cluster.cfg.path, 64, 1.0)  # warm up connections and caches
         peak = await measured(cluster, PEAK_CLIENTS, duration)
@@ -70,7 +84,7 @@ async def one_setting(tentative: bool, duration: float) -> dict[str, Any]:
         rate = round(peak["ops_per_s"] / 2)
         half = await measured(cluster, PEAK_CLIENTS, duration, rate=rate)
     return {
-        "tentative": tentative,
+        "setting": setting,
         "peak_ops_per_s": peak["ops_per_s"],
         "cpu_us_per_write": peak["cpu_us_per_op"],
         "single_p50_ms": single["p50_ms"],
@@ -82,34 +96,35 @@ async def one_setting(tentative: bool, duration: float) -> dict[str, Any]:
     }
 
 
-def medians(runs: list[dict[str, Any]]) -> dict[bool, dict[str, float]]:
+def medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return {
-        t: {k: statistics.median(r[k] for r in runs if r["tentative"] is t) for k in FIGURES}
-        for t in SETTINGS
+        name: {k: statistics.median(r[k] for r in runs if r["setting"] == name) for k in FIGURES}
+        for name in SETTINGS
     }
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     duration = 3.0 if args.quick else 6.0
     runs = []
+    names = list(SETTINGS)
     for i in range(args.rounds):
-        for tentative in SETTINGS if i % 2 == 0 else tuple(reversed(SETTINGS)):
-            runs.append(await one_setting(tentative, duration))
+        for setting in names[i % len(names) :] + names[: i % len(names)]:
+            runs.append(await one_setting(setting, duration))
             r = runs[-1]
             print(
-                f"  tentative {'on ' if tentative else 'off'}: peak {r['peak_ops_per_s']:,.0f}"
-                f" ops/s, single p50 {r['single_p50_ms']} ms, p99 at"
-                f" {r['half_rate_per_s']}/s {r['half_p99_ms']} ms"
+                f"  {setting:<16} peak {r['peak_ops_per_s']:,.0f} ops/s,"
+                f" {r['cpu_us_per_write']:.0f} µs/write, single p50 {r['single_p50_ms']} ms,"
+                f" p99 at {r['half_rate_per_s']}/s {r['half_p99_ms']} ms"
             )
     ceiling = await transport_ceiling(20_000, 3)
     mid = medians(runs)
     cap = ceiling["raw_msgs_per_s"] / MESSAGES_PER_REQUEST
-    on = mid[True]
+    on = mid["default"]
     return {
         "duration_s": duration,
         "rounds": args.rounds,
         "runs": runs,
-        "medians": {"on": mid[True], "off": mid[False]},
+        "medians": mid,
         "transport": ceiling,
         "targets": _targets(on, cap),
     }
@@ -134,9 +149,21 @@ def _target(text: str, value: float, unit: str, limit: float) -> dict[str, Any]:
 
 
 def table_rows(out: dict[str, Any]) -> list[list[Any]]:
-    on, off = out["medians"]["on"], out["medians"]["off"]
+    mid = out["medians"]
+    d, macs, tent = mid["default"], mid["commit_macs_off"], mid["tentative_off"]
+
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:.2f}" if b else "-"
+
     return [
-        [k, f"{on[k]:,.1f}", f"{off[k]:,.1f}", f"{on[k] / off[k]:.2f}" if off[k] else "-"]
+        [
+            k,
+            f"{d[k]:,.1f}",
+            f"{macs[k]:,.1f}",
+            f"{tent[k]:,.1f}",
+            ratio(d[k], macs[k]),
+            ratio(d[k], tent[k]),
+        ]
         for k in FIGURES
     ]
 
@@ -144,7 +171,8 @@ def table_rows(out: dict[str, Any]) -> list[list[Any]]:
 def main() -> None:
     args = round_options(__doc__, rounds=3)
     out = run_bounded(bench, args, 1200)
-    paths = report("latency", "Tentative execution on and off", HEADERS, table_rows(out), out)
+    title = "Defaults against commit MACs off and tentative execution off"
+    paths = report("latency", title, HEADERS, table_rows(out), out)
     for t in out["targets"]:
         print(f"{'MET    ' if t['met'] else 'NOT MET'}  {t['target']}: {t['measured']}")
     for path in paths:

@@ -62,6 +62,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "batch_timeout_s": (float, 0.002),
         "status_interval_s": (float, 1.0),
         "tentative_execution": (bool, True),
+        "commit_authenticators": (bool, True),
     },
     "transport": {
         "keepalive_interval_s": (float, 1.0),

@@ -67,6 +67,7 @@ from node.consensus.tentative import TentativeMixin
 from node.consensus.transfer import CheckpointMixin
 from node.consensus.views import ViewChangeMixin
 from node.consensus.viewstate import ViewChanges, ViewState
+from node.consensus.vote_auth import VoteAuth
 from node.protocol.crypto import Signer, VerifyCache, mac_matches, sign_message
 from node.protocol.messages import (
     Checkpoint,
@@ -121,6 +122,9 @@ class ReplicaCore(
         self._mac_keys: dict[str, bytes | None] = {}
         #: requests in pre-prepares accepted on their authenticator / on their signature
         self.auth_counts = {"mac": 0, "signature": 0}
+        #: commit authenticators: sealing the commits sent, checking those received
+        self._vote_auth = VoteAuth(signer, me, self._replica_keys, cfg.n)
+        self.commit_auth_counts = self._vote_auth.counts
         # the parts, each the only writer of its own fields
         self._exec = Executor(app, self.rules)
         self._log = Log()
@@ -243,6 +247,21 @@ class ReplicaCore(
         if self._timers.get(name):
             self._timers[name] = False
             self._out.append(CancelTimer(name))
+
+    def _signed_commit(self, view: int, seq: int, digest: bytes) -> Commit:
+        """This replica's commit: signed, and with a tag for every replica."""
+        return self._vote_auth.seal(self._sign(Commit(view, seq, digest, self.me)))
+
+    def _vote_ok(self, vote: Any) -> bool:
+        """A prepare's signature verifies; a commit's tag for this replica is valid, or
+        else its signature verifies (``vote_auth``)."""
+        if type(vote) is Commit and self.cfg.commit_authenticators:
+            counts = self._vote_auth.counts
+            if self._vote_auth.authentic(vote):
+                counts["mac"] += 1
+                return True
+            counts["signature"] += 1
+        return self._sig_ok(vote)
 
     def _sig_ok(self, msg: Any) -> bool:
         """The message's sender is a replica and its signature verifies."""

@@ -37,6 +37,9 @@ class Slot:
     committed: PrePrepare | None = None
     #: the quorum of matching commits that proves ``committed``
     commit_cert: tuple[Commit, ...] = ()
+    #: every signature in ``commit_cert`` verified (commits may count on their tag alone,
+    #: ``vote_auth``), so the certificate may be handed to a third party as it is
+    cert_provable: bool = False
     #: ``pre_prepare`` is in this replica's durable log (it was accepted, proposed,
     #: re-issued or recovered, not merely seen while this replica changed views)
     pp_durable: bool = False

@@ -143,7 +143,7 @@ class NormalCaseMixin:
         )
         if index is not None and index.get((vote.view, sender)) == vote.digest:
             return  # duplicate
-        if not self._sig_ok(vote):
+        if not self._vote_ok(vote):
             self._reject(sender, "bad_signature")
             return
         slot = self._log.slot(vote.seq)
@@ -177,7 +177,7 @@ class NormalCaseMixin:
             # the certificate is durable before the commit that claims it is sent
             self._persist(*(MessageRecord(p) for p in cert.prepares if p.sender != self.me))
             if not slot.has_commit_from(view, self.me):
-                commit = self._sign(Commit(view, pp.seq, pp.digest, self.me))
+                commit = self._signed_commit(view, pp.seq, pp.digest)
                 slot.add_commit(commit)
                 self._persist(MessageRecord(commit))
                 self._broadcast(commit)
@@ -259,7 +259,7 @@ class NormalCaseMixin:
             if slot.prepared_view == view and not slot.has_commit_from(view, self.me):
                 pp = slot.pre_prepare
                 assert pp is not None
-                commit = self._sign(Commit(view, pp.seq, pp.digest, self.me))
+                commit = self._signed_commit(view, pp.seq, pp.digest)
                 slot.add_commit(commit)
                 self._persist(MessageRecord(commit))
                 self._broadcast(commit)

@@ -26,6 +26,9 @@ class CoreConfig:
     then a replica that fell behind learns it only from checkpoints and view changes).
     ``tentative_execution`` runs a batch (and replies) once it prepared, before it commits
     (``tentative.py``); off, replicas reply only after commit.
+    ``commit_authenticators`` counts a commit on its MAC for this replica (``vote_auth.py``)
+    instead of verifying its signature; off, every commit's signature is verified (the
+    tags are still sent).
     """
 
     n: int = 4
@@ -39,6 +42,7 @@ class CoreConfig:
     max_in_flight: int = 0
     status_interval_s: float = 1.0
     tentative_execution: bool = True
+    commit_authenticators: bool = True
 
     def __attrs_post_init__(self) -> None:
         if self.f < 0 or self.n < 3 * self.f + 1:
@@ -56,5 +60,7 @@ class CoreConfig:
             raise ValueError("max_in_flight must be >= 0")
         if type(self.tentative_execution) is not bool:
             raise ValueError("tentative_execution must be true or false")
+        if type(self.commit_authenticators) is not bool:
+            raise ValueError("commit_authenticators must be true or false")
         if self.status_interval_s < 0:
             raise ValueError("status_interval_s must be >= 0")

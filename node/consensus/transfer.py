@@ -36,6 +36,7 @@ from node.protocol.messages import (
 
 if TYPE_CHECKING:
     from node.consensus.core import ReplicaCore
+    from node.consensus.log import Slot
 
 #: bytes of commit certificates per StateResponse (a snapshot alone may be larger; the
 #: shell's transport splits frames above its limit)
@@ -133,10 +134,27 @@ class CheckpointMixin:
         entries = []
         for s in range(seq + 1, self.last_executed + 1):
             slot = self._log.get(s)
-            if slot is None or slot.committed is None or not slot.commit_cert:
+            if slot is None or slot.committed is None or not self._provable_cert(slot):
                 break
             entries.append(CommittedEntry(slot.committed, slot.commit_cert))
         return entries
+
+    def _provable_cert(self: ReplicaCore, slot: Slot) -> bool:
+        """Make ``slot.commit_cert`` one whose signatures all verify (commits counted on
+        their tag may carry a bad one, ``vote_auth``), from the commits the slot holds;
+        False if too few verify."""
+        if slot.cert_provable:
+            return True
+        cert = slot.commit_cert
+        if not cert:
+            return False
+        view, digest = cert[0].view, cert[0].digest
+        held = {c.sender: c for c in cert} | slot.commits.get((view, digest), {})
+        proven = self._vote_auth.provable(self.verifier, held.values(), self.rules.quorum())
+        if proven is None:
+            return False
+        slot.commit_cert, slot.cert_provable = proven, True
+        return True
 
     # --- catching up --------------------------------------------------------------------
 
@@ -204,6 +222,7 @@ class CheckpointMixin:
             slot = self._log.slot(pp.seq)
             slot.committed = pp
             slot.commit_cert = entry.commits
+            slot.cert_provable = True  # every signature checked just now
             self._persist(MessageRecord(pp), *(MessageRecord(c) for c in entry.commits))
 
     def _valid_commit_cert(self: ReplicaCore, pp: PrePrepare, commits: tuple[Commit, ...]) -> bool:

@@ -46,7 +46,8 @@ from node.protocol.strict import NotMsgpack, unpack
 
 #: 2: requests carry an authenticator (MAC vector) after the signature
 #: 3: state requests name what the asker has executed; status messages
-VERSION = 3
+#: 4: commits carry an authenticator (MAC vector) after the signature
+VERSION = 4
 
 MAX_INT = 2**63 - 1
 MAX_REPLICAS = 1024
@@ -200,7 +201,7 @@ _VOTE_FIELDS = [
     ("signature", SIGNATURE),
 ]
 PREPARE = _Struct(Prepare, _VOTE_FIELDS)
-COMMIT = _Struct(Commit, _VOTE_FIELDS)
+COMMIT = _Struct(Commit, [*_VOTE_FIELDS, ("auth", _ListOf(_Bytes(MAC_LEN, MAC_LEN), MAX_REPLICAS))])
 REPLY = _Struct(
     Reply,
     [

@@ -18,6 +18,12 @@ finds a request in a pre-prepare checks its own tag (about 1 µs) before falling
 the Ed25519 signature. Only the client and that replica hold the key, so a
 valid tag proves the client made the request exactly as a signature would to that replica.
 
+Commit authenticators: a replica adds one tag per replica to each ``Commit`` it sends,
+under the key it shares with that replica (``Signer.vote_key``, the same derivation with a
+salt of its own). A receiver that finds its own tag valid counts the commit without
+verifying its signature; the signature stays on the message for the one place a third
+party needs it, the commit certificates of a state transfer (``consensus/transfer.py``).
+
 Pure: no randomness (a ``Signer`` is built from a seed the caller supplies), no I/O.
 """
 
@@ -39,6 +45,7 @@ KEY_LEN = 32
 SIGNATURE_LEN = 64
 MAC_LEN = 16
 _MAC_SALT = b"bft-node/request-mac/v1"
+_VOTE_SALT = b"bft-node/commit-mac/v1"
 _SODIUM_ERRORS = (nacl.exceptions.CryptoError, ValueError, TypeError)
 
 M = TypeVar("M")
@@ -98,6 +105,17 @@ class Signer:
         """The key this signer shares with the holder of ``peer_public_key`` for the pair
         (client principal, replica id); the same on both sides. None if the peer's key is
         not a usable point (then requests fall back to signatures)."""
+        info = b"%s\x00%d" % (client.encode(), replica)
+        return self._shared_key(peer_public_key, _MAC_SALT, info)
+
+    def vote_key(self, peer_public_key: bytes, me: int, peer: int) -> bytes | None:
+        """The key replicas ``me`` and ``peer`` share for their commit authenticators
+        (one key for the pair, both directions; a salt of its own, so it never equals a
+        request key). None if the peer's key is not a usable point."""
+        low, high = sorted((me, peer))
+        return self._shared_key(peer_public_key, _VOTE_SALT, b"%d\x00%d" % (low, high))
+
+    def _shared_key(self, peer_public_key: bytes, salt: bytes, info: bytes) -> bytes | None:
         u = montgomery_from_edwards(peer_public_key)
         if u is None:
             return None
@@ -105,8 +123,7 @@ class Signer:
             shared = sodium.crypto_scalarmult(self._dh, u)
         except _SODIUM_ERRORS:  # a small-order point: no shared secret
             return None
-        info = b"%s\x00%d" % (client.encode(), replica)
-        return HKDF(algorithm=SHA256(), length=32, salt=_MAC_SALT, info=info).derive(shared)
+        return HKDF(algorithm=SHA256(), length=32, salt=salt, info=info).derive(shared)
 
     def __repr__(self) -> str:
         return f"Signer(public_key={self.public_key.hex()[:16]}...)"

@@ -118,11 +118,17 @@ class Prepare(_Message):
 
 @attrs.frozen
 class Commit(_Message):
+    """A vote that the batch ``digest`` prepared at ``seq`` in ``view``. ``auth`` is the
+    sender's authenticator, one MAC per replica id (``crypto.Signer.vote_key``): outside
+    the signature and equality, like a request's; the receiver it names may check it
+    instead of the signature."""
+
     view: int
     seq: int
     digest: bytes
     sender: int
     signature: bytes = b""
+    auth: tuple[bytes, ...] = attrs.field(default=(), eq=False)
 
 
 @attrs.frozen

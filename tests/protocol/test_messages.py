@@ -155,7 +155,7 @@ def test_signing_bytes_are_the_frame_without_the_signature(msg) -> None:
     expected = frame[:-1] if hasattr(msg, "signature") else frame
     if isinstance(msg, PrePrepare):
         expected = [*frame[:5], frame[6]]  # the batch is bound by the digest instead
-    if isinstance(msg, Request | ReadRequest):
+    if isinstance(msg, Request | ReadRequest | Commit):
         expected = frame[:-2]  # neither the signature nor the authenticator
     assert msgpack.unpackb(codec.signing_bytes_uncached(msg)) == expected
 

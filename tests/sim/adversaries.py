@@ -15,6 +15,7 @@ from .adversary import (
 )
 from .read_liars import StaleReads
 from .rulebreaker import RuleBreaker
+from .tag_liars import TagOnlyCommits
 from .tentative_liars import EagerTentative
 from .view_liars import LyingNewView, LyingViewChange, StaleViewChange
 
@@ -34,6 +35,7 @@ ADVERSARIES: dict[str, type[Adversary]] = {
         RuleBreaker,
         StaleReads,
         EagerTentative,
+        TagOnlyCommits,
     )
 }
 

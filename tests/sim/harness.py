@@ -88,9 +88,8 @@ class Simulation:
         self.net = NetworkModel(schedule_rng(p.seed, p.n, "net"), p.network)
         self.trace = Trace()
         self.ledger = Invariants(p.correct)
-        self.checks = SpecChecks(p.n, p.f, keys.replica_public, self.ledger)
-        #: node -> the identity it runs: replica r is node r; a twin of r (twins.py) is a
-        #: further node with r's keys, reached by whoever is on its side of a partition
+        self.checks = SpecChecks(p.n, p.f, keys, self.ledger)
+        #: node -> identity: replica r is node r; a twin of r (twins.py) is another node
         self.identity = [*range(p.n), *p.twins]
         self.copies = {
             r: [i for i, who in enumerate(self.identity) if who == r] for r in range(p.n)
@@ -316,6 +315,7 @@ class Simulation:
                 self.trace.add(self.queue.now, "newview", self.name(r), None, f"view={a.view}")
             elif kind is Rejected:
                 self.rejected[a.reason] += 1
+                self.checks.rejected(r, a)
             elif kind is RolledBack:
                 self.rollbacks += 1
             elif kind is StateTransferred:

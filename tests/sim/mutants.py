@@ -22,6 +22,7 @@ from __future__ import annotations
 from .mutant import Mutant
 from .mutants_app import APP_MUTANTS
 from .mutants_tentative import TENTATIVE_MUTANTS
+from .mutants_votes import VOTE_MUTANTS
 
 __all__ = ["MUTANTS", "Mutant"]
 
@@ -352,4 +353,4 @@ CORE_MUTANTS: tuple[Mutant, ...] = (
     ),
 )
 
-MUTANTS: tuple[Mutant, ...] = CORE_MUTANTS + APP_MUTANTS + TENTATIVE_MUTANTS
+MUTANTS: tuple[Mutant, ...] = CORE_MUTANTS + APP_MUTANTS + TENTATIVE_MUTANTS + VOTE_MUTANTS

@@ -30,6 +30,7 @@ ALL_ADVERSARIES: tuple[str, ...] = (
     "rule_breaker",
     "stale_reads",
     "eager_tentative",
+    "tag_only_commits",
 )
 
 

@@ -78,6 +78,9 @@ class RuleBreaker(Adversary):
         view = vc.new_view
         if view % self.ctx.n == self.me or vc.sender == self.me or view < self.ctx.core().view:
             return
+        # another liar's view change may name any seq: a plan from it would never end
+        if any(c.pre_prepare.seq > vc.stable_seq + self.ctx.window for c in vc.prepared):
+            return
         heard = self.overheard.setdefault(view, {})
         heard[vc.sender] = vc
         if len(heard) == 2 * self.ctx.f + 1:

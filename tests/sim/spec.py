@@ -34,6 +34,8 @@ from node.protocol.messages import (
     batch_digest,
 )
 
+from .tags import TagKeys
+
 
 def _unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
@@ -97,8 +99,12 @@ class VoteMonitor:
     or sent by it, the re-issued pre-prepares of NewViews), checked by this module's own
     means, and what it may send and execute given that."""
 
-    def __init__(self, n: int, f: int, replica_keys: dict[int, bytes]) -> None:
+    def __init__(
+        self, n: int, f: int, replica_keys: dict[int, bytes], tags: TagKeys | None = None
+    ) -> None:
         self.n, self.f = n, f
+        #: commit authenticators, checked on their own (a commit counts on its tag)
+        self.tags = tags
         self.quorum = 2 * f + 1
         self._keys = {r: Ed25519PublicKey.from_public_bytes(k) for r, k in replica_keys.items()}
         #: replica -> kind -> (seq, digest) -> view -> senders
@@ -132,7 +138,12 @@ class VoteMonitor:
         return verdict
 
     def _hold_vote(self, replica: int, vote: Any) -> None:
-        if vote.sender >= self.n or not self.signed(vote):
+        if vote.sender >= self.n:
+            return
+        tagged = (
+            type(vote) is Commit and self.tags is not None and self.tags.valid_for(replica, vote)
+        )
+        if not tagged and not self.signed(vote):
             return
         table = self.votes.setdefault(replica, {}).setdefault(type(vote), {})
         table.setdefault((vote.seq, vote.digest), {}).setdefault(vote.view, set()).add(vote.sender)

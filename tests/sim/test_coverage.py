@@ -2,7 +2,8 @@
 the correct cores reject its messages for the expected reasons, and view changes,
 crash recovery and state transfer all happen, and reads are answered both ways (read-only,
 and ordered after a read-only request was not decided), writes are decided on tentative
-replies and tentative batches are undone."""
+replies and tentative batches are undone, and commits count on their tags (on their
+signatures when a tag is wrong)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def test_default_schedules_exercise_every_mechanism() -> None:
                 read_fallbacks=sum(o.fell_back for o in done),
                 tentative_accepts=sum(o.tentative_only for o in done),
                 rollbacks=sim.rollbacks,
+                commits_on_tag=sum(c.commit_auth_counts["mac"] for c in sim.cores if c),
+                commits_on_signature=sum(c.commit_auth_counts["signature"] for c in sim.cores if c),
             )
             kinds.update(params.byzantine.values())
             reasons.update(result.rejected)
@@ -50,3 +53,5 @@ def test_default_schedules_exercise_every_mechanism() -> None:
     assert totals["read_only"] >= 100 and totals["read_fallbacks"] >= 10, totals
     # writes decided on tentative replies, and tentative batches undone
     assert totals["tentative_accepts"] >= 100 and totals["rollbacks"] >= 10, totals
+    # commits counted on their tags, and on their signatures when a tag was wrong
+    assert totals["commits_on_tag"] >= 10 * totals["commits_on_signature"] > 0, totals
