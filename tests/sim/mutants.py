@@ -139,7 +139,7 @@ CORE_MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "vote_signature_unchecked",
         NORMAL,
-        '        if not self._sig_ok(vote):\n            self._reject(sender, "bad_signature")',
+        '        if not self._vote_ok(vote):\n            self._reject(sender, "bad_signature")',
         '        if False:\n            self._reject(sender, "bad_signature")',
         "prepare and commit votes are counted without checking their signatures",
     ),
