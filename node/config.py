@@ -25,54 +25,11 @@ import tomli_w
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from node.config_schema import SCHEMA
+
 
 class ConfigError(Exception):
     """A user mistake in the config, the keys or the data dir: one clear line."""
-
-
-# Section -> key -> (type, default). Types are checked; unknown keys are refused so a typo
-# does not silently fall back to a default.
-SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
-    "cluster": {"f": (int, 1), "request_timeout_s": (float, 2.0)},
-    "client": {"call_timeout_s": (float, 30.0)},
-    "breaker": {
-        "failure_threshold": (int, 5),
-        "open_timeout_s": (float, 30.0),
-        "half_open_max_calls": (int, 3),
-        "success_threshold": (int, 2),
-        "request_timeout_s": (float, 10.0),
-        "max_open_timeout_s": (float, 300.0),
-        "backoff_multiplier": (float, 2.0),
-        "jitter": (float, 0.1),
-        "backoff_decay_s": (float, 60.0),
-    },
-    "timeout": {
-        "min_s": (float, 0.05),
-        "max_s": (float, 10.0),
-        "percentile": (float, 0.99),
-        "window": (int, 100),
-        "margin": (float, 1.5),
-    },
-    "fallback": {"max_queue": (int, 1000), "max_retries": (int, 3)},
-    "consensus": {
-        "batch_max": (int, 64),
-        "checkpoint_interval": (int, 100),
-        "watermark_window": (int, 400),
-        "view_change_timeout_s": (float, 2.0),
-        "batch_timeout_s": (float, 0.002),
-        "status_interval_s": (float, 1.0),
-        "tentative_execution": (bool, True),
-        "commit_authenticators": (bool, True),
-    },
-    "transport": {
-        "keepalive_interval_s": (float, 1.0),
-        "keepalive_timeout_s": (float, 3.0),
-        "handshake_timeout_s": (float, 5.0),
-        "max_peer_frame": (int, 16 * 1024 * 1024),
-        "max_client_frame": (int, 64 * 1024),
-        "max_peer_message": (int, 512 * 1024 * 1024),
-    },
-}
 
 
 @attrs.frozen
@@ -124,6 +81,18 @@ class ClusterConfig:
 
     def client_key_path(self, name: str = "client") -> Path:
         return self.directory / "keys" / f"{name}.key"
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.sections["transport"]["tls"])
+
+    def tls_files(self, member: str) -> tuple[Path, Path, Path]:
+        """(CA certificate, certificate, private key) of member ``replica-I`` or
+        ``client-NAME``, from ``[transport] ca_file`` and ``cert_dir`` (relative paths
+        are relative to this file's directory)."""
+        t = self.sections["transport"]
+        certs = self.directory / t["cert_dir"]
+        return self.directory / t["ca_file"], certs / f"{member}.crt", certs / f"{member}.tls.key"
 
     def default_data_dir(self, replica_id: int) -> Path:
         return self.directory / "data" / f"replica-{replica_id}"
@@ -339,9 +308,12 @@ def init_cluster(
     http_base_port: int = 9100,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     hosts: Sequence[str] | None = None,
+    tls: bool = False,
 ) -> Path:
     """Write `DIR/cluster.toml` and fresh keys; refuse to overwrite an existing cluster.
-    Every replica listens on `host`, or replica I on `hosts[I]` (one host per replica)."""
+    Every replica listens on `host`, or replica I on `hosts[I]` (one host per replica).
+    With `tls`, also a cluster CA and a certificate per member (``node.certs``), and
+    ``[transport] tls = true``."""
     d = Path(directory)
     if nodes < 1:
         raise ConfigError(f"--nodes must be >= 1, got {nodes}")
@@ -362,6 +334,11 @@ def init_cluster(
     for name, keys_schema in SCHEMA.items():
         doc[name] = {k: default for k, (_t, default) in keys_schema.items()}
     doc["cluster"]["f"] = f
+    if tls:
+        from node.certs import write_cluster_certs
+
+        write_cluster_certs(d / "keys", replica_hosts, ["client"])
+        doc["transport"]["tls"] = True
     for name, values in (overrides or {}).items():
         doc[name].update(values)
     doc["replicas"] = [

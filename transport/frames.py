@@ -69,6 +69,7 @@ CLOSE_INVALID_FRAME = 4005
 CLOSE_SUPERSEDED = 4006  # a newer authenticated connection from the same peer replaced it
 CLOSE_UNEXPECTED_FRAME = 4007
 CLOSE_SLOW_CONSUMER = 4008  # a client that does not read its replies
+CLOSE_WRONG_CERTIFICATE = 4009  # the TLS certificate names another member
 
 CLOSE_CODE_FOR_REASON: dict[str, int] = {
     OVERSIZED: CLOSE_OVERSIZED,

@@ -8,19 +8,18 @@ into the caller's handler:
 - /peer:   ``await on_peer_frame(peer_name, frame)``
 - /client: ``await on_client_frame(conn, principal, frame)``; answer with ``conn.send``.
 
-``frame`` is what the route's decoder returns (the raw bytes by default). The reader
-awaits the handler before reading the next frame, so the handler must be quick: the
-replica's handler puts the frame into its bounded inbox and DROPS it when the inbox is
-full (counting the drop) rather than waiting -- a handler that blocks stops the reading,
-fills trio-websocket's small message queue and starves pings and the close handshake
-(trio-websocket #82). A newer authenticated connection from a peer replaces the older one
+``frame`` is what the route's decoder returns (raw bytes by default). The reader awaits
+the handler before reading on, so the handler must be quick: the replica's puts the frame
+into its bounded inbox and DROPS it when full (counted) -- a handler that blocks stops
+the reading, fills trio-websocket's small queue and starves pings and the close handshake
+(trio-websocket #82). A newer authenticated connection from a peer replaces the older
 (close 4006), so a peer that restarted, or stalled and came back, has one reader.
 
 Every refusal (bad upgrade, unknown route, unknown name, bad signature, replayed hello,
-handshake timeout, text / oversized / undecodable frame) closes the connection with a
-code from ``transport.frames``, calls ``on_invalid(source, reason)`` and logs one line.
-Input never raises out of the listener; an unexpected error in one connection is logged
-with its traceback and ends that connection only.
+handshake timeout, text / oversized / undecodable frame, a TLS certificate that names
+another member) closes the connection with a code from ``transport.frames``, calls
+``on_invalid(source, reason)`` and logs one line. Input never raises out of the
+listener; an unexpected error in one connection is logged and ends that connection.
 """
 
 from __future__ import annotations
@@ -53,6 +52,7 @@ from transport.frames import (
     CLOSE_HANDSHAKE_TIMEOUT,
     CLOSE_SLOW_CONSUMER,
     CLOSE_SUPERSEDED,
+    CLOSE_WRONG_CERTIFICATE,
     HANDSHAKE_TIMEOUT,
     OVERSIZED,
     PEER_ROUTE,
@@ -68,6 +68,7 @@ from transport.frames import (
 from transport.handshake import ListenerHandshake, NonceCache
 from transport.keys import Identity, KeyRing
 from transport.reporting import FaultReporter, OnInvalid
+from transport.tls_names import TLS_NAME_MISMATCH, names_member
 
 log = logging.getLogger("transport")
 
@@ -115,7 +116,7 @@ class Listener:
         self._on_client_frame = on_client_frame
         self._peer_decoder = peer_decoder
         self._client_decoder = client_decoder
-        self._faults = FaultReporter(on_invalid)
+        self.faults = FaultReporter(on_invalid)  # also the TLS layer's (tls.py)
         self._seen = NonceCache(self.config.replay_memory)
         self._peer_scopes: dict[str, trio.CancelScope] = {}
         self._peer_joined = trio.Event()  # set (and replaced) when a peer connects
@@ -146,12 +147,16 @@ class Listener:
         conn = self._latest_client.get(principal)
         return conn if conn is not None and not conn.closed else None
 
-    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen on host:port until cancelled; ``nursery.start`` returns the bound port."""
+    async def serve(
+        self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED, accept=None
+    ) -> None:
+        """Listen on host:port until cancelled; ``nursery.start`` returns the bound port.
+        ``accept`` (a TLS layer) takes each raw stream instead of ``handle_stream``."""
         cfg = self.config
+        handler = accept or self.handle_stream
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(
-                partial(trio.serve_tcp, self.handle_stream, cfg.port, host=cfg.host)
+                partial(trio.serve_tcp, handler, cfg.port, host=cfg.host)
             )
             self.port = listeners[0].socket.getsockname()[1]
             log.info(
@@ -193,7 +198,7 @@ class Listener:
         elif route == CLIENT_ROUTE and self._on_client_frame is not None:
             known = self._client_keys
         else:
-            self._faults.invalid(host, UNKNOWN_ROUTE, remote=addr, route=route[:64])
+            self.faults.invalid(host, UNKNOWN_ROUTE, remote=addr, route=route[:64])
             await self._reject(request, 404)
             return
         if route == CLIENT_ROUTE and len(self._clients) >= cfg.max_client_connections:
@@ -207,11 +212,15 @@ class Listener:
             except trio_websocket.ConnectionClosed:
                 return
         if timer.cancelled_caught or ws is None:
-            self._faults.invalid(host, HANDSHAKE_TIMEOUT, remote=addr, stage="accept")
+            self.faults.invalid(host, HANDSHAKE_TIMEOUT, remote=addr, stage="accept")
             return
         set_receive_limit(ws, cfg.limits.handshake_max_frame)
         principal = await self._authenticate(ws, route, known, host, addr, deadline)
         if principal is None:
+            return
+        if not names_member(stream, route == PEER_ROUTE, principal):
+            self.faults.invalid(host, TLS_NAME_MISMATCH, remote=addr, claimed=principal)
+            await close_quietly(ws, CLOSE_WRONG_CERTIFICATE, TLS_NAME_MISMATCH, cfg.close_timeout_s)
             return
         set_receive_limit(ws, cfg.limits.for_route(route))
         if route == PEER_ROUTE:
@@ -249,9 +258,9 @@ class Listener:
                 race.cancel_scope.cancel()
         if request is None:
             if timer.cancelled_caught:
-                self._faults.invalid(host, HANDSHAKE_TIMEOUT, remote=addr, stage="upgrade")
+                self.faults.invalid(host, HANDSHAKE_TIMEOUT, remote=addr, stage="upgrade")
             elif stream.bytes_in > 0:
-                self._faults.invalid(host, BAD_UPGRADE, remote=addr)
+                self.faults.invalid(host, BAD_UPGRADE, remote=addr)
             else:
                 log.debug("event=closed_before_upgrade remote=%s", addr)
         return request
@@ -281,16 +290,16 @@ class Listener:
                 await ws.send_message(hs.on_hello(check_frame(await ws.get_message(), limit)))
                 await ws.send_message(hs.on_proof(check_frame(await ws.get_message(), limit)))
                 return hs.principal
-            self._faults.invalid(host, HANDSHAKE_TIMEOUT, remote=addr, claimed=hs.claimed)
+            self.faults.invalid(host, HANDSHAKE_TIMEOUT, remote=addr, claimed=hs.claimed)
             await close_quietly(ws, CLOSE_HANDSHAKE_TIMEOUT, HANDSHAKE_TIMEOUT, cfg.close_timeout_s)
         except (FrameRejected, HandshakeFailed) as exc:
-            self._faults.invalid(
+            self.faults.invalid(
                 host, exc.reason, remote=addr, route=route, claimed=hs.claimed, detail=exc.detail
             )
             await close_quietly(ws, close_code_for(exc.reason), exc.reason, cfg.close_timeout_s)
         except trio_websocket.ConnectionClosed:
             if library_refused_oversize(ws):
-                self._faults.invalid(host, OVERSIZED, remote=addr, claimed=hs.claimed)
+                self.faults.invalid(host, OVERSIZED, remote=addr, claimed=hs.claimed)
             else:
                 log.debug("event=closed_in_handshake remote=%s claimed=%s", addr, hs.claimed)
         return None
@@ -375,7 +384,7 @@ class Listener:
                 message = await ws.get_message()
             except trio_websocket.ConnectionClosed:
                 if library_refused_oversize(ws):
-                    self._faults.invalid(source, OVERSIZED, limit=limit)
+                    self.faults.invalid(source, OVERSIZED, limit=limit)
                 return
             try:
                 data = check_frame(message, limit)
@@ -385,7 +394,7 @@ class Listener:
                         continue
                 item = decode_frame(data, decoder)
             except FrameRejected as exc:
-                self._faults.invalid(source, exc.reason, detail=exc.detail)
+                self.faults.invalid(source, exc.reason, detail=exc.detail)
                 await close_quietly(ws, exc.code, exc.reason, self.config.close_timeout_s)
                 return
             await deliver(item)

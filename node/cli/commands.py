@@ -25,8 +25,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         base_port=args.base_port,
         http_base_port=args.http_base_port,
         hosts=args.hosts.split(",") if args.hosts else None,
+        tls=args.tls,
     )
-    print(f"wrote {path} and keys in {path.parent / 'keys'} ({args.nodes} replicas)")
+    what = "keys, a CA and TLS certificates" if args.tls else "keys"
+    print(f"wrote {path} and {what} in {path.parent / 'keys'} ({args.nodes} replicas)")
     return 0
 
 

@@ -97,6 +97,12 @@ def _add_init(sub: Subparsers) -> None:
     hosts.add_argument("--hosts", default=None, help="one host per replica: H0,H1,...")
     s.add_argument("--base-port", type=int, default=7000, help="replica I's peer port is P+I")
     s.add_argument("--http-base-port", type=int, default=9100, help="replica I's HTTP port is Q+I")
+    s.add_argument(
+        "--tls",
+        action="store_true",
+        help="also write a cluster CA and a certificate per replica and client, and set "
+        "[transport] tls = true (use it across hosts)",
+    )
 
 
 def _fault_help() -> str:

@@ -25,7 +25,7 @@ from node.client.errors import ClientError, InvalidRequest
 from node.client.limits import as_bytes, check_fits, max_value
 from node.client.pool import ClientPool, Session
 from node.config import ClusterConfig, load_config
-from transport import TCP, Network
+from transport import Network
 
 __all__ = ["KV", "connect"]
 
@@ -125,7 +125,7 @@ async def connect(
     principal: str = "client",
     timeout: float | None = None,
     text: bool = False,
-    network: Network = TCP,
+    network: Network | None = None,
 ) -> AsyncIterator[KV]:
     """Open a connection pool to the cluster of `config` (a path to ``cluster.toml``,
     or a loaded config) as `principal` (its key in ``keys/``); close it on exit.

@@ -23,7 +23,7 @@ from node.app.kv import op_get, op_put
 from node.client.pool import ClientError, ClientPool, Refused, Session
 from node.config import ClusterConfig
 from node.errors import UserError
-from transport import TCP, Network
+from transport import Network
 
 log = logging.getLogger("bft.load")
 
@@ -130,7 +130,7 @@ async def run_load(
     timeline: list[tuple[float, float]] | None = None,
     rate_per_s: float | None = None,
     read_ratio: float = 0.0,
-    network: Network = TCP,
+    network: Network | None = None,
     value_bytes: int = 0,
 ) -> dict[str, Any]:
     """Run the load; return the summary dict. `timeline` collects (time, latency) pairs."""

@@ -26,8 +26,8 @@ from node.protocol.crypto import Signer, client_mac_keys, request_authenticator,
 from node.protocol.framing import request_frames
 from node.protocol.messages import ReadRequest, Reply, ReplyBatch, Request
 from node.protocol.messages import Refused as RefusedMsg
+from node.tls_network import network_for
 from transport import (
-    TCP,
     ClientConfig,
     FrameTooLarge,
     LinkDown,
@@ -98,11 +98,12 @@ class ClientPool:
     """Connections to all replicas for one principal, shared by many sessions."""
 
     def __init__(
-        self, cfg: ClusterConfig, principal: str = "client", network: Network = TCP
+        self, cfg: ClusterConfig, principal: str = "client", network: Network | None = None
     ) -> None:
         self.cfg = cfg
         self.principal = principal
-        self.network = network
+        # TCP, or mutual TLS when [transport] tls = true
+        self.network = network if network is not None else network_for(cfg, principal=principal)
         if principal not in {c.name for c in cfg.clients}:
             raise ClientError(f"principal {principal!r} is not in [[clients]] of {cfg.path}")
         key = load_private_key(cfg.client_key_path(principal))

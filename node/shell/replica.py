@@ -58,7 +58,8 @@ from node.shell.round_writer import RoundWriter
 from node.shell.status import http_routes, metric_hooks
 from node.storage import Storage
 from node.storage.persistence import load_state
-from transport import TCP, Identity, Network
+from node.tls_network import network_for
+from transport import Identity, Network
 
 log = logging.getLogger("bft.replica")
 
@@ -100,11 +101,12 @@ class Replica:
         *,
         listen_host: str | None = None,
         seed: int | None = None,
-        network: Network = TCP,
+        network: Network | None = None,
         serve_http: bool = True,
     ) -> None:
         self.cfg = cfg
-        self.network = network
+        # TCP, or mutual TLS when [transport] tls = true (tests pass a memory network)
+        self.network = network if network is not None else network_for(cfg, replica=replica_id)
         self.serve_http = serve_http
         self.id = replica_id
         self.info = cfg.replica(replica_id)

@@ -3,7 +3,8 @@ nothing from ``node/``, and no module imports itself back through others (no cyc
 
 Lower layers never import upper ones: the wire format (``protocol``) and the pure
 resilience and app layers import no other layer; the core sees only the protocol and
-the app interface; the shell, the client and the command line sit on top.
+the app interface; the shell, the client and the command line sit on top. The config,
+its schema, the TLS certificates and the choice of network (plain or TLS) are shared.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import pytest
 
 from tests.architecture.imports import imports, layer_of, module_name, source_files
 
-SHARED = {"node.config", "node.errors"}
+SHARED = {"node.config", "node.config_schema", "node.errors", "node.certs", "node.tls_network"}
 ALLOWED: dict[str, set[str]] = {
     "transport": set(),
     "node.errors": set(),
-    "node.config": set(),
+    "node.config_schema": set(),
+    "node.certs": set(),  # cryptography alone
+    "node.config": {"node.config_schema", "node.certs"},
+    "node.tls_network": {"node.config", "node.certs", "transport"},
     "protocol": set(),
     "resilience": set(),
     "app": {"protocol"},  # the strict msgpack reader

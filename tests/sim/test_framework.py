@@ -96,4 +96,3 @@ def test_params_come_from_the_seed_alone() -> None:
         p = ScheduleParams.from_seed(s, 7)
         assert len(p.byzantine) <= p.f
         assert all(c.replica not in p.byzantine for c in p.crashes)
-
