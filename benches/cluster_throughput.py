@@ -18,7 +18,12 @@ Writes `benches/results/cluster_throughput.{json,md}` and the plots
 `throughput_vs_clients.png`, `latency_cdf.png`. Bounded: fixed durations, every wait has a
 deadline; traffic only on 127.0.0.1.
 
-    python benches/cluster_throughput.py [--quick] [--json]
+With `--tls` it measures instead what TLS costs: plain clusters and `init --tls` clusters
+(mutual TLS 1.3 on every link) side by side, alternating over two rounds, at the default
+batch size with 1, 64 and 256 sessions; the table gives the medians and the TLS / plain
+ratio (`benches/results/cluster_tls.{json,md}`).
+
+    python benches/cluster_throughput.py [--quick] [--tls] [--json]
 """
 
 from __future__ import annotations
@@ -357,8 +362,16 @@ def main() -> None:
         action="store_true",
         help="only batch_max 64 (skip the batch-size sweep)",
     )
+    parser.add_argument(
+        "--tls", action="store_true", help="compare TLS clusters with plain ones instead"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args()
+    if args.tls:
+        from tls_cost import main_tls
+
+        main_tls(args, one_run, TIME_LIMIT_S)
+        return
 
     async def bounded() -> dict[str, Any]:
         with trio.fail_after(TIME_LIMIT_S):

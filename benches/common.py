@@ -50,8 +50,10 @@ async def running_cluster(
     *,
     keep: Path | None = None,
     echo: Any = None,
+    tls: bool = False,
 ) -> AsyncIterator[LocalCluster]:
-    """A healthy cluster of `nodes` replica processes on free ports, stopped on exit.
+    """A healthy cluster of `nodes` replica processes on free ports, stopped on exit
+    (with `tls`, initialised by `init --tls`: mutual TLS on every link).
 
     The cluster directory is a fresh temporary one (or `keep`, which must not exist)."""
     with tempfile.TemporaryDirectory(prefix="bft-bench-") as tmp:
@@ -63,6 +65,7 @@ async def running_cluster(
             base_port=base,
             http_base_port=base + nodes,
             overrides=overrides,
+            tls=tls,
         )
         async with LocalCluster(directory, grace_s=3.0, control=False, echo=echo) as cluster:
             await cluster.start(nodes)
