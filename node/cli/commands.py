@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
+import socket
 from pathlib import Path
 
 import trio
@@ -18,6 +20,17 @@ from node.shell.fault_modes import parse_fault
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    if args.k8s:
+        from node.cli.k8s import init_kubernetes
+
+        if args.hosts or args.host != "127.0.0.1":
+            raise UserError("--k8s names the hosts itself (the pods' DNS names): drop --host(s)")
+        out = init_kubernetes(
+            args.dir, args.nodes, args.k8s, args.tls, args.base_port, args.http_base_port
+        )
+        print(f"wrote {Path(args.dir) / 'cluster.toml'}, keys and {out}/ ({args.nodes} replicas)")
+        print(f"next: build the image (docs/ops.md), then kubectl apply -k {out}")
+        return 0
     path = init_cluster(
         args.dir,
         nodes=args.nodes,
@@ -32,12 +45,25 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def replica_of_pod(cfg) -> int:
+    """The id of the replica whose host's first DNS label is this pod's name
+    ($POD_NAME, else the host name): how a Kubernetes pod finds its id."""
+    name = os.environ.get("POD_NAME") or socket.gethostname()
+    for r in cfg.replicas:
+        if r.host.split(".")[0] == name:
+            return r.id
+    hosts = ", ".join(r.host for r in cfg.replicas)
+    raise UserError(f"--id auto: no replica of {cfg.path} has a host named {name!r} ({hosts})")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from node.shell.lifetime import run_until_signal
     from node.shell.replica import Replica
     from node.storage import StorageError
 
     cfg = load_config(args.config)
+    if args.id == "auto":
+        args.id = replica_of_pod(cfg)
     info = cfg.replica(args.id)
     key = load_private_key(cfg.replica_key_path(args.id))
     fault = parse_fault(args.fault)

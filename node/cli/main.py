@@ -31,6 +31,15 @@ def _fault_arg(text: str) -> str:
     return text
 
 
+def _replica_id_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--id wants a replica id or auto, got {text!r}") from None
+
+
 def _indexed_fault(text: str) -> tuple[int, str]:
     idx, sep, mode = text.partition(":")
     if not sep or not idx.isdigit():
@@ -103,6 +112,13 @@ def _add_init(sub: Subparsers) -> None:
         help="also write a cluster CA and a certificate per replica and client, and set "
         "[transport] tls = true (use it across hosts)",
     )
+    s.add_argument(
+        "--k8s",
+        metavar="NAMESPACE",
+        default=None,
+        help="for Kubernetes: replicas at their in-cluster DNS names in NAMESPACE, and "
+        "DIR/kubernetes/ to `kubectl apply -k` (see docs/ops.md)",
+    )
 
 
 def _fault_help() -> str:
@@ -126,7 +142,13 @@ def _add_run(sub: Subparsers) -> None:
         formatter_class=_RunHelp,
     )
     _add_config(s)
-    s.add_argument("--id", type=int, required=True, help="which replica of the config")
+    s.add_argument(
+        "--id",
+        type=_replica_id_arg,
+        required=True,
+        help="which replica of the config, or `auto`: the replica whose host's first DNS "
+        "label is $POD_NAME (else this host's name), as in a Kubernetes pod",
+    )
     s.add_argument(
         "--data", default=None, help="data dir (default: DIR/data/replica-I beside the config)"
     )
