@@ -31,6 +31,7 @@ async def tls_comparison(args: argparse.Namespace, one_run: Any) -> dict[str, An
                 for clients in TLS_CLIENTS:
                     run = await one_run(cluster, clients, duration)
                     cpu = sum(run["replica_cpu_us_per_op"]) + run["client_cpu_us_per_op"]
+                    run.pop("latency_sample_ms")  # for the throughput bench's CDF plot only
                     runs.append({"tls": tls, "clients": clients, "cpu_us_per_op": cpu, **run})
                     print(
                         f"  {'tls  ' if tls else 'plain'} clients {clients:>3}: "
