@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -288,3 +289,42 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def sizes_main(
+    doc: str,
+    script: str,
+    name: str,
+    headers: Sequence[str],
+    child: Any,
+    extra: Mapping[str, Any],
+    shown: str,
+) -> None:
+    """The command line of a bench that measures each state size (key count) in a child
+    process of its own, so one size's memory never weighs on the next: ``child(keys)``
+    returns that size's row; the table and ``name``.json/.md are written here."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="key counts")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(child(args.child)))
+        return
+    rows = []
+    for keys in (int(k) for k in args.sizes.split(",")):
+        proc = subprocess.run(
+            [sys.executable, script, "--child", str(keys)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=True,
+        )
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(f"  {keys:,} keys: {shown} {rows[-1][shown]}", flush=True)
+    out = {**extra, "sizes": rows}
+    table = [[f"{r['keys']:,}", *(r[k] for k in list(rows[0])[1:])] for r in rows]
+    for path in report(name, doc.splitlines()[0], headers, table, out):
+        print(f"wrote {path}")
+    if args.json:
+        print(json.dumps(out))

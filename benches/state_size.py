@@ -16,9 +16,6 @@ Prints a table, writes `benches/results/state_size.json` and `state_size.md`.
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, report  # noqa: E402
+from common import ROOT, sizes_main  # noqa: E402
 
 VALUE = b"v" * 100
 HEADERS = (
@@ -83,36 +80,10 @@ def child(keys: int) -> dict[str, Any]:
     }
 
 
-def measure(keys: int) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", str(keys)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,100000,1000000", help="key counts")
-    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--json", action="store_true", help="print one JSON object last")
-    args = parser.parse_args()
-    if args.child is not None:
-        print(json.dumps(child(args.child)))
-        return
-    rows = []
-    for keys in (int(k) for k in args.sizes.split(",")):
-        rows.append(measure(keys))
-        print(f"  {keys:,} keys: {rows[-1]['memory_mib']} MiB", flush=True)
-    out = {"value_bytes": len(VALUE), "sizes": rows}
-    table = [[f"{r['keys']:,}", *(r[k] for k in list(rows[0])[1:])] for r in rows]
-    for path in report("state_size", "How the cost grows with the state", HEADERS, table, out):
-        print(f"wrote {path}")
-    if args.json:
-        print(json.dumps(out))
+    sizes_main(
+        __doc__, __file__, "state_size", HEADERS, child, {"value_bytes": len(VALUE)}, "memory_mib"
+    )
 
 
 if __name__ == "__main__":

@@ -15,11 +15,8 @@ hosts). Writes `benches/results/state_transfer.json` and `.md`.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import report  # noqa: E402
+from common import sizes_main  # noqa: E402
 
 VALUE = b"v" * 100
 HEADERS = ("keys", "snapshot MiB", "encode s", "wire s", "install s", "persist s", "total s")
@@ -107,6 +104,12 @@ async def transfer(keys: int) -> dict[str, Any]:
     return out
 
 
+def _child(keys: int) -> dict[str, Any]:
+    import trio
+
+    return trio.run(transfer, keys)
+
+
 def _persist(snapshot: bytes) -> None:
     with tempfile.NamedTemporaryFile(dir=Path(__file__).parent / "results", delete=True) as f:
         f.write(snapshot)
@@ -114,38 +117,10 @@ def _persist(snapshot: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def measure(keys: int) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", str(keys)],
-        capture_output=True,
-        text=True,
-        timeout=LIMIT_S + 300,
-        check=True,
-    )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,100000,1000000", help="key counts")
-    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--json", action="store_true", help="print one JSON object last")
-    args = parser.parse_args()
-    if args.child is not None:
-        import trio
-
-        print(json.dumps(trio.run(transfer, args.child)))
-        return
-    rows = []
-    for keys in (int(k) for k in args.sizes.split(",")):
-        rows.append(measure(keys))
-        print(f"  {keys:,} keys: {rows[-1]['total_s']} s", flush=True)
-    out = {"value_bytes": len(VALUE), "sizes": rows}
-    table = [[f"{r['keys']:,}", *(r[k] for k in list(rows[0])[1:])] for r in rows]
-    for path in report("state_transfer", "A whole state transfer", HEADERS, table, out):
-        print(f"wrote {path}")
-    if args.json:
-        print(json.dumps(out))
+    sizes_main(
+        __doc__, __file__, "state_transfer", HEADERS, _child, {"value_bytes": len(VALUE)}, "total_s"
+    )
 
 
 if __name__ == "__main__":
