@@ -67,9 +67,10 @@ class WatchedStream(trio.abc.Stream):
 
 
 def remote_host(stream: trio.abc.Stream) -> tuple[str, str]:
-    """(host, host:port) of the far end, or a placeholder for non-socket streams."""
-    while isinstance(stream, WatchedStream):
-        stream = stream.inner
+    """(host, host:port) of the far end, or a placeholder for non-socket streams (through
+    our wrappers and TLS)."""
+    while isinstance(stream, WatchedStream | trio.SSLStream):
+        stream = stream.inner if isinstance(stream, WatchedStream) else stream.transport_stream
     if isinstance(stream, trio.SocketStream):
         try:
             host, port, *_ = stream.socket.getpeername()

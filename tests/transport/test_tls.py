@@ -119,6 +119,7 @@ async def test_a_certificate_naming_another_member_is_refused(nursery, rec, pki)
             await c.receive()
     await wait_until(lambda: TLS_NAME_MISMATCH in rec.reasons())
     assert rec.frames == []
+    assert ("127.0.0.1", TLS_NAME_MISMATCH) in rec.invalid  # blamed on the address, not a name
 
 
 async def test_plain_websocket_against_a_tls_port_is_refused(nursery, rec, pki) -> None:
