@@ -7,8 +7,9 @@ Writes ``DIR/cluster.toml`` whose replicas are the pods ``bft-I-0`` of one State
 the Service, a PodDisruptionBudget allowing at most f replicas unavailable, one
 StatefulSet per replica (its own PersistentVolumeClaim, and a Secret holding only that
 replica's key, and its TLS certificate with ``--tls``), the public ``cluster.toml`` as a
-ConfigMap, and a ServiceMonitor for the Prometheus Operator (``servicemonitor.yaml``,
-applied separately: its kind exists only where the Operator is installed).
+ConfigMap, and, applied separately, a ServiceMonitor for the Prometheus Operator
+(``servicemonitor.yaml``: its kind exists only where the Operator is installed) and the
+client principal's key as a Secret for client pods (``secret-client.yaml``).
 
 Why one StatefulSet per replica: every pod of a StatefulSet shares one pod template, so
 it could only mount every replica's key; one per replica lets each pod mount only its
@@ -261,7 +262,18 @@ def init_kubernetes(
     }
     _write(out / "kustomization.yaml", kustomization)
     _write(out / "servicemonitor.yaml", _service_monitor(namespace))
+    client = _secret("bft-client", namespace, _client_files(cfg))
+    _write(out / "secret-client.yaml", client, secret=True)
     return out
+
+
+def _client_files(cfg: ClusterConfig) -> dict[str, Path]:
+    """The client principal's key (and TLS files): for client pods, never for replicas."""
+    files = {"client.key": cfg.client_key_path()}
+    if cfg.tls:
+        ca, cert, key = cfg.tls_files("client-client")
+        files.update({"ca.crt": ca, cert.name: cert, key.name: key})
+    return files
 
 
 def _order(name: str) -> tuple[int, str]:

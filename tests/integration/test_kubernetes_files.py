@@ -103,6 +103,17 @@ def test_each_pod_mounts_only_its_own_key(rendered) -> None:
         assert "ca.key" not in files and "client.key" not in files
 
 
+def test_the_client_key_is_a_secret_of_its_own_outside_the_kustomization(rendered) -> None:
+    cfg, out, objects = rendered
+    assert "bft-client" not in {o["metadata"]["name"] for o in objects}
+    client = yaml.safe_load((out / "secret-client.yaml").read_text())
+    kubernetes_validate.validate(client, K8S_VERSION, strict=True)
+    assert [f for f in client["data"] if f.endswith(".key")] == ["client.key"] + (
+        ["client-client.tls.key"] if cfg.tls else []
+    )
+    assert (out / "secret-client.yaml").stat().st_mode & 0o077 == 0
+
+
 def test_probes_resources_security_and_scraping(rendered) -> None:
     cfg, _, objects = rendered
     for sts in _kind(objects, "StatefulSet"):
