@@ -91,9 +91,14 @@ class RequestMixin:
         elif from_client:
             self._emit(Send(self.primary, req))
 
-    def _wait_for_commit(self: ReplicaCore, req: Request) -> None:
-        """``req`` ran tentatively: it waits (and arms the view-change timer) until its
-        batch commits, as a request not yet ordered would."""
+    def _wait_for_commit(self: ReplicaCore, req: Request, arm: bool = True) -> None:
+        """``req`` ran tentatively: it stays pending until its batch commits, as a request
+        not yet ordered would, and with ``arm`` (it came from the client) arms the
+        view-change timer. A request this replica saw only in the pre-prepare arms none
+        (PBFT's rule: the timer is for requests a replica received): a backup cut off just
+        after it prepared would otherwise start a view change nobody else can join, and
+        sit in it, not voting, after the cut heals. The client retransmits to every
+        replica if the batch does not reach it, which arms the timers then."""
         held = self._pending.get(req.client)
         if held is None:
             if len(self._pending) >= self.cfg.max_pending:
@@ -101,7 +106,7 @@ class RequestMixin:
             self._pending[req.client] = req
         elif held.timestamp < req.timestamp:
             self._pending[req.client] = req
-        if not self._vs.changing and not self._timers.get(VIEW_CHANGE_TIMER):
+        if arm and not self._vs.changing and not self._timers.get(VIEW_CHANGE_TIMER):
             self._arm_request_timers()
 
     def _resend_reply(self: ReplicaCore, client: str) -> None:
@@ -206,7 +211,7 @@ class RequestMixin:
         assert ran is not None
         for req in pp.batch:  # even a backup that saw them only in the pre-prepare
             if req.client in ran.rows:
-                self._wait_for_commit(req)
+                self._wait_for_commit(req, arm=False)
 
     def _forget_request(self: ReplicaCore, client: str, ts: int) -> None:
         held = self._pending.get(client)

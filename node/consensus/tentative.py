@@ -17,7 +17,9 @@ undoes it first. Entering a view change undoes it at once (the new view re-propo
 batch that may have committed, which then runs again on the same state with the same
 results). The undo restores the app, the client table and so the state digest exactly
 (``Executor.roll_back``), and a ``RolledBack`` note says so. Its requests stay pending
-until the batch commits, so their view-change timer runs as for any waiting request.
+until the batch commits; the view-change timer runs for those the replica received from
+the client (or again, retransmitted), not for those it saw only in the pre-prepare
+(``requests._wait_for_commit``).
 Checkpoints are taken only of committed state.
 """
 

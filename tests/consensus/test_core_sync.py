@@ -13,6 +13,7 @@ from node.consensus.events import (
     Executed,
     FetchState,
     MessageReceived,
+    RequestReceived,
     Send,
     TimerFired,
 )
@@ -204,3 +205,32 @@ def _request(after: int):
     from node.protocol.messages import StateRequest
 
     return StateRequest(after, 3)
+
+
+def test_a_backup_cut_off_right_after_it_prepared_stays_out_of_a_lone_view_change() -> None:
+    """Replica 3 prepared (and ran tentatively) a batch whose commits never reach it, and
+    is then cut off at the start of a status interval. The batch's requests reached it
+    only in the pre-prepare, so they arm no view-change timer: it must not start a view
+    change nobody else can join (it would sit in it, not voting, while the others go on
+    in view 0). Once the cut heals it is level with the others, in their view. A request
+    the client sends it again does arm the timer."""
+    net = Net.build(CFG)
+    core = net.cores[3]
+    net.drop = lambda s, t, m: t == 3 and type(m).__name__ == "Commit"
+    request = put("a", 1, "k", "v")
+    run_requests(net, [request])
+    assert core.tentative_seq == 1 and core.last_executed == 0  # prepared, not committed
+    assert VIEW_CHANGE_TIMER not in net.timers[3]
+    net.drop = lambda s, t, m: 3 in (s, t)  # the cut
+    net.queue.clear()
+    net.handle(3, TimerFired(STATUS_TIMER))
+    net.handle(3, TimerFired(VIEW_CHANGE_TIMER))  # a stale firing, if any: ignored
+    assert not core.in_view_change
+    net.handle(3, RequestReceived(request))  # the client retransmits to every replica
+    assert VIEW_CHANGE_TIMER in net.timers[3]
+    net.drop = None  # healed
+    for _ in range(3):
+        net.fire_all(STATUS_TIMER)
+        net.deliver()
+    assert core.view == 0 and not core.in_view_change
+    assert core.last_executed == net.cores[0].last_executed == 1

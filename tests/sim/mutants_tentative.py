@@ -45,10 +45,10 @@ TENTATIVE_MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "tentative_requests_not_waiting",
         REQUESTS,
-        "            if req.client in ran.rows:\n                self._wait_for_commit(req)",
+        "            if req.client in ran.rows:\n                self._wait_for_commit(req, arm=False)",
         "            pass",
-        "a backup that ran a batch tentatively arms no view-change timer for it, so a "
-        "batch that prepared but cannot commit waits for other traffic",
+        "a backup that ran a batch tentatively keeps none of its requests pending, so a "
+        "rollback or a client's retransmission finds nothing waiting",
     ),
     Mutant(
         "client_counts_tentative_as_committed",
