@@ -148,6 +148,8 @@ async def _cut_primary(
         return len(entered) >= 3
 
     out["new_view_s"] = await time_until(in_new_view, cfg, 30)
+    if out["new_view_s"] is None:  # say where the backups stuck
+        out["view_change_stuck"] = await statuses(cfg)
     out["entered_new_view_s"] = {str(k): v for k, v in sorted(entered.items())}
     await trio.sleep(max(0.0, primary_cut_s - (trio.current_time() - moment)))
     first = writers.first_ack_after(moment)
